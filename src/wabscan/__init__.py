@@ -1,0 +1,3 @@
+"""wabscan: a self-hosted link scanner for WhatsApp groups."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from wabscan.cli import main
+
+main()
