@@ -1,0 +1,309 @@
+"""The ``wabscan`` command line.
+
+Every command reads and writes plain values through the same functions the
+services use; this module only parses arguments and renders output. Errors a
+user can fix are :class:`~wabscan.errors.WabscanError` and end as one line on
+stderr with exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from wabscan import __version__
+from wabscan.config import Config, load_config
+from wabscan.errors import InputError, WabscanError
+from wabscan.verdict import Level, Verdict
+
+LEVEL_STYLE = {
+    Level.BENIGN: "green",
+    Level.SUSPICIOUS: "yellow",
+    Level.MALICIOUS: "bold red",
+}
+
+
+class Context:
+    """What every command shares: the configuration, loaded on first use."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    help="Configuration file (default: $WABSCAN_CONFIG, /etc/wabscan/wabscan.toml).",
+)
+@click.version_option(__version__, prog_name="wabscan")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """Check the links posted in WhatsApp groups."""
+    ctx.obj = Context(config_path)
+
+
+@cli.command()
+@click.argument("urls", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per link.")
+@pass_context
+def scan(ctx: Context, urls: tuple[str, ...], as_json: bool) -> None:
+    """Judge one or more links with local checks only."""
+    from wabscan.links import extract_links
+
+    with _scanner(ctx.config) as scanner:
+        rows: list[dict[str, Any]] = []
+        for given in urls:
+            found = extract_links(given, max_url_length=ctx.config.links.max_url_length)
+            targets = [link.url for link in found.links] or [given]
+            for target in targets:
+                rows.append(_scan_one(scanner, target))
+    _render(rows, as_json, chat=False)
+    if any(row.get("error") for row in rows):
+        sys.exit(2)
+
+
+@cli.command("scan-chat")
+@click.argument("export", metavar="EXPORT")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per link.")
+@click.option(
+    "--show-authors", is_flag=True, help="Show names instead of keyed hashes."
+)
+@pass_context
+def scan_chat(ctx: Context, export: str, as_json: bool, show_authors: bool) -> None:
+    """Find and judge every link in a WhatsApp "Export chat" file (.txt or .zip)."""
+    from wabscan.chatexport import parse_chat
+    from wabscan.links import extract_links
+    from wabscan.privacy import author_hash, load_author_key
+
+    chat = parse_chat(export)
+    key = None if show_authors else load_author_key(ctx.config)
+    limits = ctx.config.links
+    err = Console(stderr=True)
+    rows: list[dict[str, Any]] = []
+    with _scanner(ctx.config) as scanner:
+        for message in chat.messages:
+            if message.system or not message.text:
+                continue
+            found = extract_links(
+                message.text,
+                max_links=limits.max_per_message,
+                max_url_length=limits.max_url_length,
+            )
+            if found.dropped_over_cap or found.dropped_too_long:
+                err.print(
+                    f"{export}:{message.line}: skipped {found.dropped_over_cap} "
+                    f"link(s) over the cap of {limits.max_per_message} and "
+                    f"{found.dropped_too_long} over {limits.max_url_length} "
+                    "characters",
+                    highlight=False,
+                )
+            author = message.author or ""
+            if key is not None and author:
+                author = author_hash(key, author)
+            for link in found.links:
+                row = _scan_one(scanner, link.url)
+                row.update(
+                    time=message.time.isoformat(sep=" "),
+                    author=author,
+                    line=message.line,
+                )
+                rows.append(row)
+    _render(rows, as_json, chat=True)
+    if not as_json:
+        counts = {level: 0 for level in Level}
+        for row in rows:
+            if "verdict" in row:
+                counts[Level(row["verdict"])] += 1
+        Console(stderr=True).print(
+            f"{len(chat.messages)} messages, {len(rows)} links: "
+            + ", ".join(f"{n} {level.value}" for level, n in counts.items()),
+            highlight=False,
+        )
+
+
+@cli.group()
+def feeds() -> None:
+    """Import and list the feeds of known-bad (and allowed) sites."""
+
+
+@feeds.command("import")
+@click.argument("file", metavar="FILE")
+@click.option("--source", required=True, help="Name of this feed, e.g. phishing-db.")
+@click.option(
+    "--category",
+    type=click.Choice(
+        [
+            "phishing",
+            "malware",
+            "suspicious",
+            "free-hosting",
+            "dynamic-dns",
+            "parking",
+            "allow",
+        ]
+    ),
+    default="phishing",
+    show_default=True,
+    help="What the listed sites are.",
+)
+@pass_context
+def feeds_import(ctx: Context, file: str, source: str, category: str) -> None:
+    """Import (or re-import) a feed file: domains, URLs, host/path entries,
+    hosts-file or adblock lines, JSON lists, or rank,domain CSV."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from wabscan.feeds import import_feed
+    from wabscan.storage import open_database
+
+    db = open_database(ctx.config.database_path)
+    err = Console(stderr=True)
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as progress:
+        task = progress.add_task(f"importing {source}", total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = import_feed(db, file, source, category, progress=report)
+    click.echo(
+        f"{source}: {result.added} added, {result.removed} removed, "
+        f"{result.unchanged} unchanged, {result.skipped} skipped"
+    )
+    if result.skipped:
+        lines = ", ".join(str(n) for n in result.first_skipped_lines)
+        err.print(
+            f"{file}: skipped lines that are not entries: {lines}", highlight=False
+        )
+
+
+@feeds.command("list")
+@pass_context
+def feeds_list(ctx: Context) -> None:
+    """Show the imported feeds."""
+    from wabscan.feeds import list_sources
+    from wabscan.storage import open_database
+
+    table = Table("source", "category", "entries", "imported", "file")
+    for row in list_sources(open_database(ctx.config.database_path)):
+        table.add_row(
+            row["name"],
+            row["category"],
+            str(row["entries"]),
+            row["imported_at"],
+            row["path"],
+        )
+    Console().print(table)
+
+
+@feeds.command("remove")
+@click.argument("source")
+@pass_context
+def feeds_remove(ctx: Context, source: str) -> None:
+    """Remove a feed and all its entries."""
+    from wabscan.feeds import remove_source
+    from wabscan.storage import open_database
+
+    removed = remove_source(open_database(ctx.config.database_path), source)
+    if removed is None:
+        raise InputError(source, "no feed of that name")
+    click.echo(f"{source}: removed {removed} entries")
+
+
+@contextmanager
+def _scanner(config: Config) -> Iterator[Any]:
+    from wabscan.scanner.engine import Scanner
+    from wabscan.storage import open_database
+
+    db = open_database(config.database_path)
+    try:
+        yield Scanner.from_database(db)
+    finally:
+        db.close()
+
+
+def _scan_one(scanner: Any, url: str) -> dict[str, Any]:
+    from wabscan.scanner.canonical import InvalidURL
+
+    try:
+        verdict: Verdict = scanner.scan(url)
+    except InvalidURL as exc:
+        return {"url": url, "error": str(exc)}
+    row = verdict.to_dict()
+    row.pop("signals")
+    return row
+
+
+def _render(rows: list[dict[str, Any]], as_json: bool, chat: bool) -> None:
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    console = Console()
+    table = Table(show_lines=False, expand=False)
+    if chat:
+        table.add_column("time", no_wrap=True)
+        table.add_column("author", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("score", justify="right")
+    table.add_column("link", overflow="fold")
+    table.add_column("reasons", overflow="fold")
+    for row in rows:
+        cells = [row.get("time", ""), row.get("author", "")] if chat else []
+        if "error" in row:
+            cells += ["[red]invalid[/]", "", row["url"], row["error"]]
+        else:
+            level = Level(row["verdict"])
+            cells += [
+                f"[{LEVEL_STYLE[level]}]{level.value}[/]",
+                f"{row['score']:.0f}",
+                row["url"],
+                "\n".join(row["reasons"]),
+            ]
+        table.add_row(*cells)
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point: run the CLI and turn user errors into one line."""
+    try:
+        cli.main(prog_name="wabscan", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("wabscan: aborted", err=True)
+        sys.exit(130)
+    except WabscanError as exc:
+        click.echo(f"wabscan: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)

@@ -1,0 +1,115 @@
+"""From signals to a verdict: one pure function, every weight in one table.
+
+docs/scoring.md explains each weight and threshold; keep the two in step (a
+test checks that every code here is documented there).
+
+Signals combine as a noisy OR: a signal of weight ``w`` alone gives a score
+of ``w``, and independent signals reinforce each other without any one sum
+running past 100: ``score = 100 * (1 - prod(1 - w_i / 100))``. So two weak
+signs (a suspicious ending and free hosting: 15 and 20) stay benign at 32,
+while a look-alike on free hosting (45 and 20) reaches suspicious at 56.
+
+Three kinds of signal decide alone, in this order:
+
+1. an admin's override (``override.deny`` / ``override.allow``);
+2. a feed entry for this very URL (``detail["match"] == "url"``);
+3. the allowlist, which silences every other signal: a popular site is not a
+   look-alike of itself, and feeds list popular sites by mistake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from wabscan.verdict import Level, Signal
+
+SUSPICIOUS_AT = 40.0
+MALICIOUS_AT = 75.0
+
+WEIGHTS: dict[str, float] = {
+    # Feeds, by the category the operator imported them under.
+    "feed.phishing": 100.0,
+    "feed.malware": 100.0,
+    "feed.suspicious": 50.0,
+    "feed.dynamic-dns": 25.0,
+    "feed.free-hosting": 20.0,
+    "feed.parking": 15.0,
+    # Look-alikes of protected brands.
+    "lookalike.skeleton": 80.0,
+    "lookalike.edit": 60.0,
+    "lookalike.brand_in_subdomain": 60.0,
+    "lookalike.mixed_script": 45.0,
+    "lookalike.brand_in_name": 30.0,
+    # The shape of the URL.
+    "url.credentials_disguised": 75.0,
+    "url.credentials": 40.0,
+    "url.executable": 45.0,
+    "host.ip_literal": 40.0,
+    "host.dynamic_dns": 25.0,
+    "host.free_hosting": 20.0,
+    "host.shortener": 15.0,
+    "host.suspicious_tld": 15.0,
+    "url.unusual_port": 15.0,
+    "host.deep_subdomains": 15.0,
+    "url.long": 10.0,
+    # The lexical model; its weight grows with its probability (see below).
+    "lexical.phishing": 0.0,
+    # Decisive signals carry no weight: assess() handles them first.
+    "override.allow": 0.0,
+    "override.deny": 0.0,
+    "allowlist": 0.0,
+}
+
+# The lexical model's probability p becomes a weight that rises linearly from
+# 0 at LEXICAL_FLOOR to LEXICAL_MAX at p = 1. Below the floor the model says
+# nothing; its figures are in docs/lexical-model.md.
+LEXICAL_FLOOR = 0.5
+LEXICAL_MAX = 80.0
+
+
+def weight(signal: Signal) -> float:
+    """The weight of one signal; unknown codes weigh nothing."""
+    if signal.code == "lexical.phishing":
+        p = float(signal.detail.get("probability", 0.0))
+        return max(0.0, (p - LEXICAL_FLOOR) / (1 - LEXICAL_FLOOR)) * LEXICAL_MAX
+    return WEIGHTS.get(signal.code, 0.0)
+
+
+def assess(signals: Iterable[Signal]) -> tuple[Level, float, list[Signal]]:
+    """Combine signals into a level, a score from 0 to 100, and the signals
+    that decided it, strongest first (what the reasons are made of).
+
+    >>> assess([Signal("host.ip_literal", "IP")])[0]
+    <Level.BENIGN: 'benign'>
+    """
+    signals = list(signals)
+    by_code = {s.code: s for s in signals}
+
+    if "override.deny" in by_code:
+        return Level.MALICIOUS, 100.0, [by_code["override.deny"]]
+    if "override.allow" in by_code:
+        return Level.BENIGN, 0.0, [by_code["override.allow"]]
+
+    url_hits = [
+        s
+        for s in signals
+        if s.code.startswith("feed.") and s.detail.get("match") == "url"
+    ]
+    if "allowlist" in by_code and not url_hits:
+        return Level.BENIGN, 0.0, [by_code["allowlist"]]
+    counted = url_hits if "allowlist" in by_code else signals
+
+    weighted = sorted(
+        ((weight(s), s) for s in counted), key=lambda pair: pair[0], reverse=True
+    )
+    remaining = 1.0
+    for w, _ in weighted:
+        remaining *= 1 - min(w, 100.0) / 100
+    score = round(100 * (1 - remaining), 1)
+    contributing = [s for w, s in weighted if w > 0]
+
+    if score >= MALICIOUS_AT:
+        return Level.MALICIOUS, score, contributing
+    if score >= SUSPICIOUS_AT:
+        return Level.SUSPICIOUS, score, contributing
+    return Level.BENIGN, score, contributing
