@@ -20,6 +20,8 @@ from wabscan.scanner.signals import url_signals
 from wabscan.verdict import Signal, Verdict
 
 if TYPE_CHECKING:
+    from sqlite_utils import Database
+
     from wabscan.feeds import FeedHit
     from wabscan.storage import Override
 
@@ -58,6 +60,20 @@ class Scanner:
     def __post_init__(self) -> None:
         self._overrides: Sequence[Override] = ()
         self._overrides_at = float("-inf")
+
+    @classmethod
+    def from_database(cls, db: Database, *, with_model: bool = True) -> Scanner:
+        """The scanner the CLI and the scanner service use: feeds and overrides
+        from the database, and the packaged lexical model."""
+        from wabscan.feeds import FeedIndex
+        from wabscan.scanner.lexical import LexicalModel
+        from wabscan.storage import active_overrides
+
+        return cls(
+            feeds=FeedIndex(db),
+            model=LexicalModel.load() if with_model else None,
+            overrides=lambda: active_overrides(db, datetime.now(UTC)),
+        )
 
     @property
     def version(self) -> str:
