@@ -83,7 +83,7 @@ class Producer:
         """Add all entries in one round trip; raises one of ``UNAVAILABLE``."""
         pipe = self.client.pipeline(transaction=False)
         for fields in entries:
-            pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
+            pipe.xadd(self.stream, dict(fields), maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
         ids: list[str] = pipe.execute()
         return ids
 
