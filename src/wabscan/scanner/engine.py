@@ -173,12 +173,13 @@ class Scanner:
             self._overrides = self.overrides()
             self._overrides_at = now
 
-        today = datetime.now(UTC).isoformat()
+        # The cached list may hold an override that expired since it was read.
+        moment = datetime.now(UTC)
         matches = [
             o
             for o in self._overrides
-            if (o.scope == "global" or o.scope == group)
-            and (o.expires_at is None or o.expires_at > today)
+            if o.scope in ("global", group)
+            and o.active(moment)
             and _override_matches(o.kind, o.value, url)
         ]
         if not matches:
