@@ -139,6 +139,10 @@ class Consumer:
             self._backlog = False
         return self._xreadgroup(">", block=self.block_ms)
 
+    def rewind(self) -> None:
+        """Re-read our own pending entries next, e.g. after a batch failed."""
+        self._backlog = True
+
     async def read(self) -> list[Entry]:
         """The next batch: own pending entries first, then new ones (blocks up
         to ``block_ms``; an empty list means nothing arrived)."""

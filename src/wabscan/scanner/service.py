@@ -1,0 +1,223 @@
+"""The scanner unit: scan jobs in, verdicts out.
+
+For each batch from the ``scan`` stream: judge every link (from the Redis
+cache when a fresh verdict is there), store the verdicts and the sightings in
+SQLite in one transaction, add one entry per job to the ``verdict`` stream,
+and only then acknowledge the batch. A crash anywhere before the
+acknowledgement means the batch is read again on restart; every write is
+idempotent on its natural key, so nothing is doubled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+import trio
+from prometheus_client import Counter, Gauge, Histogram
+from sqlite_utils import Database
+
+from wabscan import queue
+from wabscan.cache import VerdictCache
+from wabscan.scanner.canonical import InvalidURL, canonicalize
+from wabscan.scanner.engine import Scanner
+from wabscan.service import Unit
+from wabscan.storage import (
+    open_database,
+    record_sighting,
+    record_verdict,
+    transaction,
+)
+from wabscan.verdict import Verdict
+
+log = logging.getLogger(__name__)
+
+GROUP = "scanner"
+CLAIM_EVERY = 15.0
+RETRY_DELAYS = (0.5, 1, 2, 5, 10)
+
+
+class ScannerUnit:
+    def __init__(self, unit: Unit) -> None:
+        self.unit = unit
+        config = unit.config
+        self.db: Database = open_database(config.database_path)
+        self.scanner = Scanner.from_database(self.db)
+        self.consumer = queue.Consumer(
+            queue.connect(config.redis_url, consumer=True), queue.SCAN, GROUP, GROUP
+        )
+        self.client = queue.connect(config.redis_url)
+        self.verdicts = queue.Producer(self.client, queue.VERDICT)
+        self.cache = VerdictCache(self.client, config.cache, self.scanner.version)
+
+        registry = unit.registry
+        self.links = Counter(
+            "wabscan_scanner_links", "Links judged", ["verdict"], registry=registry
+        )
+        self.cache_hits = Counter(
+            "wabscan_scanner_cache_hits",
+            "Verdicts served from the cache",
+            registry=registry,
+        )
+        self.invalid = Counter(
+            "wabscan_scanner_invalid_links",
+            "Jobs whose URL could not be parsed",
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            "wabscan_scanner_batch_seconds",
+            "Time to judge and store one batch",
+            registry=registry,
+        )
+        self.failures = Counter(
+            "wabscan_scanner_batch_failures",
+            "Batches handed back after an error",
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "wabscan_queue_lag",
+            "Entries waiting in a stream",
+            ["stream"],
+            registry=registry,
+        )
+        self.total = 0
+
+    async def run(self) -> None:
+        unit = self.unit
+        unit.notifier.register("scan")
+        await self._connect()
+        unit.ready(f"scanning; model {self.scanner.version}")
+
+        last_claim = 0.0
+        failures = 0
+        while not unit.stopping.is_set():
+            unit.notifier.beat("scan")
+            try:
+                if time.monotonic() - last_claim > CLAIM_EVERY:
+                    claimed = await self.consumer.claim()
+                    last_claim = time.monotonic()
+                    if claimed:
+                        log.warning("claimed stream=scan entries=%d", len(claimed))
+                        await self.handle(claimed)
+                batch = await self.consumer.read()
+                if batch:
+                    await self.handle(batch)
+                failures = 0
+                unit.health.clear("redis")
+            except queue.UNAVAILABLE as exc:
+                self.failures.inc()
+                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
+                failures += 1
+                unit.health.problem("redis", f"Redis refused a call: {exc}")
+                unit.status(f"waiting for Redis ({exc.__class__.__name__})")
+                log.warning("batch-retry error=%r in=%ss", str(exc), delay)
+                self.consumer.rewind()
+                await trio.sleep(delay)
+
+    async def _connect(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self.consumer.ensure_group()
+                return
+            except queue.UNAVAILABLE as exc:
+                self.unit.health.problem("redis", f"cannot reach Redis: {exc}")
+                self.unit.status("waiting for Redis")
+                log.warning("redis-unavailable error=%r", str(exc))
+                await trio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def handle(self, batch: list[queue.Entry]) -> None:
+        started = time.perf_counter()
+        entries = await trio.to_thread.run_sync(self.judge, batch)
+        await self.verdicts.add_many(entries)
+        await self.consumer.ack([e.id for e in batch])
+        self.batch_seconds.observe(time.perf_counter() - started)
+        self.total += len(batch)
+        self.unit.status(f"scanning; {self.total} links judged since start")
+
+    def judge(self, batch: list[queue.Entry]) -> list[dict[str, str]]:
+        """Judge and store a batch (in a worker thread); the verdict entries."""
+        out: list[dict[str, str]] = []
+        fresh: list[Verdict] = []
+        now = datetime.now(UTC)
+        with transaction(self.db):
+            for entry in batch:
+                job = entry.fields
+                verdict = self._verdict(job, fresh)
+                if verdict is None:
+                    out.append({**job, "error": "invalid-url"})
+                    continue
+                if job.get("group") and job.get("message"):
+                    record_sighting(
+                        self.db,
+                        job["group"],
+                        job["message"],
+                        verdict.canonical,
+                        job.get("sender", ""),
+                        seen_at=now,
+                    )
+                self.links.labels(verdict.level.value).inc()
+                log.info(
+                    "verdict job=%s domain=%s level=%s score=%.0f",
+                    job.get("job", entry.id),
+                    _domain(verdict.canonical),
+                    verdict.level.value,
+                    verdict.score,
+                )
+                out.append(_verdict_entry(job, verdict))
+        for verdict in fresh:
+            self.cache.put(verdict)
+        return out
+
+    def _verdict(self, job: dict[str, str], fresh: list[Verdict]) -> Verdict | None:
+        url = job.get("url", "")
+        try:
+            canonical = canonicalize(url).url
+        except InvalidURL as exc:
+            self.invalid.inc()
+            log.warning("invalid-url job=%s error=%r", job.get("job"), str(exc))
+            return None
+        if job.get("kind") != "rescan":
+            cached = self.cache.get(canonical)
+            if cached is not None:
+                self.cache_hits.inc()
+                return cached
+        group = job.get("group") or None
+        verdict = self.scanner.scan(url, group=group)
+        record_verdict(self.db, verdict, self.scanner.version)
+        fresh.append(verdict)
+        return verdict
+
+
+def _verdict_entry(job: dict[str, str], verdict: Verdict) -> dict[str, str]:
+    return {
+        **job,
+        "canonical": verdict.canonical,
+        "verdict": verdict.level.value,
+        "score": f"{verdict.score:.1f}",
+        "reasons": json.dumps(list(verdict.reasons), ensure_ascii=False),
+    }
+
+
+def _domain(canonical: str) -> str:
+    return canonical.split("://", 1)[-1].split("/", 1)[0]
+
+
+async def main(unit: Unit) -> None:
+    await ScannerUnit(unit).run()
+
+
+def queue_depths(client: redis.Redis) -> dict[str, Any]:
+    return {
+        stream: queue.depth_sync(client, stream, group)
+        for stream, group in (
+            (queue.SCAN, "scanner"),
+            (queue.VERDICT, "reporter"),
+            (queue.OUTBOX, "bridge"),
+        )
+    }
