@@ -56,9 +56,11 @@ class ScanJob:
 
     @classmethod
     def from_fields(cls, data: dict[str, str]) -> ScanJob:
-        values = {f.name: data.get(f.name, "") for f in fields(cls)}
-        values["index"] = int(values["index"] or 0)
-        values["count"] = int(values["count"] or 1)
+        values: dict[str, str | int] = {
+            f.name: data.get(f.name, "") for f in fields(cls)
+        }
+        values["index"] = int(data.get("index") or 0)
+        values["count"] = int(data.get("count") or 1)
         return cls(**values)  # type: ignore[arg-type]
 
     @staticmethod
