@@ -234,6 +234,48 @@ def feeds_remove(ctx: Context, source: str) -> None:
     click.echo(f"{source}: removed {removed} entries")
 
 
+def _unit_command(name: str, module: str, summary: str) -> None:
+    @cli.command(name, help=summary)
+    @pass_context
+    def command(ctx: Context) -> None:
+        import importlib
+
+        from wabscan.logs import setup_logging
+        from wabscan.service import run_unit
+
+        config = ctx.config
+        # Import first: neonize configures logging at import (FIELD-NOTES).
+        unit = importlib.import_module(module)
+        setup_logging(name)
+        run_unit(name, config, unit.main)
+
+
+_unit_command(
+    "scanner",
+    "wabscan.scanner.service",
+    "Run the scanner unit (scan jobs in, verdicts out).",
+)
+_unit_command(
+    "reporter",
+    "wabscan.reporter.service",
+    "Run the reporter unit (reply policy and control API).",
+)
+_unit_command("bridge", "wabscan.bridge.service", "Run the WhatsApp bridge unit.")
+
+
+@cli.command()
+@pass_context
+def maintenance(ctx: Context) -> None:
+    """Retention purge, feed refresh, SQLite optimise and online backup."""
+    from wabscan.logs import setup_logging
+    from wabscan.maintenance import run_maintenance
+
+    setup_logging("maintenance")
+    report = run_maintenance(ctx.config)
+    if report.failed:
+        raise WabscanError(f"maintenance: failed steps: {', '.join(report.failed)}")
+
+
 @contextmanager
 def _scanner(config: Config) -> Iterator[Any]:
     from wabscan.scanner.engine import Scanner
