@@ -9,6 +9,7 @@ stderr with exit code 2, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -349,3 +350,13 @@ def main() -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except Exception as exc:
+        # A bug, not a user error: still one line, with how to see more.
+        if os.environ.get("WABSCAN_DEBUG"):
+            raise
+        click.echo(
+            f"wabscan: internal error: {exc.__class__.__name__}: {exc} "
+            "(set WABSCAN_DEBUG=1 for the traceback)",
+            err=True,
+        )
+        sys.exit(70)

@@ -252,34 +252,41 @@ def lookalike_signals(
             )
         )
 
-    name_skeleton = skeleton(name_label)
+    # The name and each hyphenated word of it: "paypa1-secure" imitates
+    # PayPal as much as "paypa1" does.
+    words = [name_label, *(w for w in name_label.split("-") if w != name_label)]
     for brand in brands:
-        if name_label != brand.name and name_skeleton == brand.name:
-            signals.append(
-                Signal(
-                    "lookalike.skeleton",
-                    f"The address imitates {brand.display} with look-alike characters.",
-                    {"brand": brand.display, "label": name_label},
+        for word in words:
+            if word != brand.name and skeleton(word) == brand.name:
+                signals.append(
+                    Signal(
+                        "lookalike.skeleton",
+                        f"The address imitates {brand.display} with look-alike "
+                        "characters.",
+                        {"brand": brand.display, "label": name_label},
+                    )
                 )
-            )
-            return signals
+                return signals
 
     for brand in brands:
-        if len(brand.name) < _MIN_EDIT or not name_skeleton.isascii():
+        if len(brand.name) < _MIN_EDIT:
             continue
         limit = 1 if len(brand.name) < 9 else 2
-        if (
-            name_skeleton != brand.name
-            and edit_distance(name_skeleton, brand.name, limit) <= limit
-        ):
-            signals.append(
-                Signal(
-                    "lookalike.edit",
-                    f"The address is a misspelling of {brand.display}.",
-                    {"brand": brand.display, "label": name_label},
+        for word in words:
+            shape = skeleton(word)
+            if (
+                shape.isascii()
+                and shape != brand.name
+                and edit_distance(shape, brand.name, limit) <= limit
+            ):
+                signals.append(
+                    Signal(
+                        "lookalike.edit",
+                        f"The address is a misspelling of {brand.display}.",
+                        {"brand": brand.display, "label": name_label},
+                    )
                 )
-            )
-            return signals
+                return signals
 
     for brand in brands:
         where = _brand_mention(brand, name_label, sub_labels)
