@@ -9,6 +9,7 @@ stderr with exit code 2, never a traceback.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -248,7 +249,15 @@ def _unit_command(name: str, module: str, summary: str) -> None:
         # Import first: neonize configures logging at import (FIELD-NOTES).
         unit = importlib.import_module(module)
         setup_logging(name)
-        run_unit(name, config, unit.main)
+        try:
+            run_unit(name, config, unit.main)
+        except Exception:
+            # For the journal: the whole story, then a non-zero exit so that
+            # systemd's Restart=on-failure takes over.
+            logging.getLogger("wabscan").critical(
+                "crashed unit=%s", name, exc_info=True
+            )
+            sys.exit(1)
 
 
 _unit_command(
