@@ -163,7 +163,7 @@ class ScannerUnit:
                     )
                 self.links.labels(verdict.level.value).inc()
                 log.info(
-                    "verdict job=%s domain=%s level=%s score=%.0f",
+                    "verdict scan=%s host=%s level=%s score=%.0f",
                     job.get("job", entry.id),
                     _domain(verdict.canonical),
                     verdict.level.value,
@@ -180,7 +180,7 @@ class ScannerUnit:
             canonical = canonicalize(url).url
         except InvalidURL as exc:
             self.invalid.inc()
-            log.warning("invalid-url job=%s error=%r", job.get("job"), str(exc))
+            log.warning("invalid-url scan=%s error=%r", job.get("job"), str(exc))
             return None
         if job.get("kind") != "rescan":
             cached = self.cache.get(canonical)
