@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from wabscan import __version__
@@ -120,11 +121,11 @@ def scan_chat(ctx: Context, export: str, as_json: bool, show_authors: bool) -> N
                 )
             author = message.author or ""
             if key is not None and author:
-                author = author_hash(key, author)
+                author = author_hash(key, author)[:8]
             for link in found.links:
                 row = _scan_one(scanner, link.url)
                 row.update(
-                    time=message.time.isoformat(sep=" "),
+                    time=message.time.isoformat(sep=" ", timespec="minutes"),
                     author=author,
                     line=message.line,
                 )
@@ -196,7 +197,7 @@ def feeds_import(ctx: Context, file: str, source: str, category: str) -> None:
         f"{source}: {result.added} added, {result.removed} removed, "
         f"{result.unchanged} unchanged, {result.skipped} skipped"
     )
-    if result.skipped:
+    if result.skipped and result.first_skipped_lines:
         lines = ", ".join(str(n) for n in result.first_skipped_lines)
         err.print(
             f"{file}: skipped lines that are not entries: {lines}", highlight=False
@@ -322,19 +323,20 @@ def _render(rows: list[dict[str, Any]], as_json: bool, chat: bool) -> None:
         table.add_column("author", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     table.add_column("score", justify="right")
-    table.add_column("link", overflow="fold")
-    table.add_column("reasons", overflow="fold")
+    # Reasons go under the link rather than in a column of their own, so the
+    # table stays readable on an 80-column terminal.
+    table.add_column("link and reasons", overflow="fold", ratio=1)
     for row in rows:
         cells = [row.get("time", ""), row.get("author", "")] if chat else []
         if "error" in row:
-            cells += ["[red]invalid[/]", "", row["url"], row["error"]]
+            cells += ["[red]invalid[/]", "", f"{escape(row['url'])}\n{row['error']}"]
         else:
             level = Level(row["verdict"])
+            reasons = "\n".join(f"[dim]· {escape(r)}[/]" for r in row["reasons"])
             cells += [
                 f"[{LEVEL_STYLE[level]}]{level.value}[/]",
                 f"{row['score']:.0f}",
-                row["url"],
-                "\n".join(row["reasons"]),
+                f"{escape(row['url'])}\n{reasons}",
             ]
         table.add_row(*cells)
     console.print(table)

@@ -116,7 +116,10 @@ class Scanner:
 
         found = self._feed_signals(url)
         found.extend(url_signals(url))
-        if self.model is not None:
+        # A shortener's path is a random token by design: the model would
+        # judge the token, not the destination, which only expanding the
+        # redirect can reveal.
+        if self.model is not None and not hosts.in_set(url.host, hosts.SHORTENERS):
             p = self.model.probability(url.url)
             if p >= scoring.LEXICAL_FLOOR:
                 found.append(

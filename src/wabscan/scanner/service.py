@@ -22,7 +22,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from sqlite_utils import Database
 
 from wabscan import queue
-from wabscan.cache import VerdictCache
+from wabscan.cache import VerdictCache, cache_client
 from wabscan.scanner.canonical import InvalidURL, canonicalize
 from wabscan.scanner.engine import Scanner
 from wabscan.service import Unit
@@ -52,7 +52,9 @@ class ScannerUnit:
         )
         self.client = queue.connect(config.redis_url)
         self.verdicts = queue.Producer(self.client, queue.VERDICT)
-        self.cache = VerdictCache(self.client, config.cache, self.scanner.version)
+        self.cache = VerdictCache(
+            cache_client(config.redis_url), config.cache, self.scanner.version
+        )
 
         registry = unit.registry
         self.links = Counter(
@@ -189,7 +191,10 @@ class ScannerUnit:
                 return cached
         group = job.get("group") or None
         verdict = self.scanner.scan(url, group=group)
-        record_verdict(self.db, verdict, self.scanner.version)
+        # The job's own time: a job replayed after a crash records nothing new.
+        record_verdict(
+            self.db, verdict, self.scanner.version, scanned_at=_job_time(job)
+        )
         fresh.append(verdict)
         return verdict
 
@@ -202,6 +207,13 @@ def _verdict_entry(job: dict[str, str], verdict: Verdict) -> dict[str, str]:
         "score": f"{verdict.score:.1f}",
         "reasons": json.dumps(list(verdict.reasons), ensure_ascii=False),
     }
+
+
+def _job_time(job: dict[str, str]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(job["at"]) if job.get("at") else None
+    except ValueError:
+        return None
 
 
 def _domain(canonical: str) -> str:
