@@ -121,7 +121,7 @@ def scan_chat(ctx: Context, export: str, as_json: bool, show_authors: bool) -> N
                 )
             author = message.author or ""
             if key is not None and author:
-                author = author_hash(key, author)[:8]
+                author = author_hash(key, author)
             for link in found.links:
                 row = _scan_one(scanner, link.url)
                 row.update(
@@ -130,7 +130,7 @@ def scan_chat(ctx: Context, export: str, as_json: bool, show_authors: bool) -> N
                     line=message.line,
                 )
                 rows.append(row)
-    _render(rows, as_json, chat=True)
+    _render(rows, as_json, chat=True, show_authors=show_authors)
     if not as_json:
         counts = {level: 0 for level in Level}
         for row in rows:
@@ -311,7 +311,9 @@ def _scan_one(scanner: Any, url: str) -> dict[str, Any]:
     return row
 
 
-def _render(rows: list[dict[str, Any]], as_json: bool, chat: bool) -> None:
+def _render(
+    rows: list[dict[str, Any]], as_json: bool, chat: bool, show_authors: bool = False
+) -> None:
     if as_json:
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))
@@ -327,7 +329,10 @@ def _render(rows: list[dict[str, Any]], as_json: bool, chat: bool) -> None:
     # table stays readable on an 80-column terminal.
     table.add_column("link and reasons", overflow="fold", ratio=1)
     for row in rows:
-        cells = [row.get("time", ""), row.get("author", "")] if chat else []
+        # Eight hex digits tell a chat's members apart; --json has all 16.
+        author = row.get("author", "")
+        short = author[:8] if not show_authors and len(author) == 16 else author
+        cells = [row.get("time", ""), escape(short)] if chat else []
         if "error" in row:
             cells += ["[red]invalid[/]", "", f"{escape(row['url'])}\n{row['error']}"]
         else:
