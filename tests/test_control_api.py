@@ -27,8 +27,8 @@ from wabscan.config import Config
 from wabscan.http import Router, listeners_from, serve
 from wabscan.jobs import KIND_RESCAN, ScanJob
 from wabscan.reporter.api import ControlAPI, load_token
-from wabscan.reporter.database import SerialDatabase, open_reporter_database
 from wabscan.reporter.policy import link_hash
+from wabscan.serial import SerialDatabase
 from wabscan.systemd import bind_address
 from wabscan.verdict import Level, Signal, Verdict
 
@@ -80,7 +80,7 @@ def _serve(config: Config) -> Iterator[Server]:
     state: dict[str, Any] = {}
 
     async def run() -> None:
-        store = SerialDatabase(open_reporter_database(config.database_path))
+        store = SerialDatabase.open(config.database_path)
         api = ControlAPI(
             store, queue.connect(config.redis_url), config, load_token(config)
         )

@@ -223,7 +223,10 @@ def _default_migrations() -> tuple[Migration, ...]:
 
 
 def open_database(
-    path: str | Path, migrations: tuple[Migration, ...] | None = None
+    path: str | Path,
+    migrations: tuple[Migration, ...] | None = None,
+    *,
+    any_thread: bool = False,
 ) -> Database:
     """Open (creating if needed) the database file and bring its schema up to date.
 
@@ -242,7 +245,14 @@ def open_database(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = Database(path)
+    # any_thread: the units run every SQLite call in a trio worker thread, so
+    # the connection must not be bound to the thread that opened it; they
+    # serialise its use themselves (wabscan.serial.SerialDatabase).
+    try:
+        conn = sqlite3.connect(str(path), check_same_thread=not any_thread)
+    except sqlite3.Error as exc:
+        raise StorageError(f"{path}: cannot open the database: {exc}") from None
+    db = Database(conn)
     try:
         # WAL lets the three units read while one writes; with the 5 s busy
         # timeout two writer processes measured 0 errors at about 1,000

@@ -43,9 +43,9 @@ from wabscan.http import Request, Response, Router, json_response
 from wabscan.jobs import KIND_RESCAN, ScanJob
 from wabscan.links import refang
 from wabscan.reporter import groups, ledger
-from wabscan.reporter.database import SerialDatabase
 from wabscan.reporter.policy import link_hash
 from wabscan.scanner.canonical import InvalidURL, canonicalize
+from wabscan.serial import SerialDatabase
 from wabscan.storage import format_time, utc_now
 
 log = logging.getLogger(__name__)

@@ -36,8 +36,8 @@ from wabscan import queue
 from wabscan.jobs import VerdictMessage
 from wabscan.reporter import ledger
 from wabscan.reporter.api import ControlAPI, load_token
-from wabscan.reporter.database import SerialDatabase, open_reporter_database
 from wabscan.reporter.ledger import Report, Settings
+from wabscan.serial import SerialDatabase
 from wabscan.service import Unit
 from wabscan.storage import utc_now
 
@@ -60,7 +60,7 @@ class ReporterUnit:
         self.unit = unit
         config = unit.config
         self.settings = Settings.from_config(config)
-        self.store = SerialDatabase(open_reporter_database(config.database_path))
+        self.store = SerialDatabase.open(config.database_path)
         self.consumer = queue.Consumer(
             queue.connect(config.redis_url, consumer=True), queue.VERDICT, GROUP, GROUP
         )

@@ -45,7 +45,9 @@ class ScannerUnit:
     def __init__(self, unit: Unit) -> None:
         self.unit = unit
         config = unit.config
-        self.db: Database = open_database(config.database_path)
+        # Used only from the worker thread that judges a batch, one batch at a
+        # time (handle() awaits each before reading the next).
+        self.db: Database = open_database(config.database_path, any_thread=True)
         self.scanner = Scanner.from_database(self.db)
         self.consumer = queue.Consumer(
             queue.connect(config.redis_url, consumer=True), queue.SCAN, GROUP, GROUP
