@@ -15,7 +15,6 @@ from prometheus_client import CollectorRegistry
 
 from wabscan import queue
 from wabscan.bridge import ledger
-from wabscan.bridge.database import SharedDatabase, open_bridge_database
 from wabscan.bridge.local import LocalChat, LocalTransport
 from wabscan.bridge.metrics import BridgeMetrics
 from wabscan.bridge.outbox import CONSUMER, GROUP, OutboxSender
@@ -23,6 +22,7 @@ from wabscan.bridge.session import Session, SessionState
 from wabscan.bridge.transport import message_id_for
 from wabscan.config import BridgeSettings
 from wabscan.jobs import OutboxMessage
+from wabscan.serial import SerialDatabase
 
 from .conftest import RedisServer
 
@@ -35,7 +35,7 @@ class Outbox:
     sender: OutboxSender
     transport: LocalTransport
     chat: LocalChat
-    shared: SharedDatabase
+    shared: SerialDatabase
     streams: redis.Redis
     metrics: BridgeMetrics
 
@@ -74,7 +74,7 @@ class Outbox:
 def _outbox(
     tmp_path: Path, server: RedisServer, settings: BridgeSettings
 ) -> Iterator[Outbox]:
-    shared = SharedDatabase(open_bridge_database(tmp_path / "wabscan.sqlite3"))
+    shared = SerialDatabase.open(tmp_path / "wabscan.sqlite3")
     path = tmp_path / "lt" / "local-transport.sqlite3"
     chat = LocalChat(path)
     transport = LocalTransport(path)

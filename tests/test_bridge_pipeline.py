@@ -18,7 +18,6 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from wabscan import queue
-from wabscan.bridge.database import SharedDatabase, open_bridge_database
 from wabscan.bridge.events import GroupJoined, InboundMessage
 from wabscan.bridge.inbound import Inbound, scan_jobs
 from wabscan.bridge.metrics import BridgeMetrics
@@ -26,6 +25,7 @@ from wabscan.bridge.spool import Spool
 from wabscan.config import BridgeSettings, Config
 from wabscan.jobs import OutboxMessage, ScanJob
 from wabscan.privacy import author_hash
+from wabscan.serial import SerialDatabase
 
 from .conftest import RedisServer
 
@@ -66,7 +66,7 @@ class Bridge:
     """An inbound path over a real database and Redis."""
 
     inbound: Inbound
-    shared: SharedDatabase
+    shared: SerialDatabase
     client: redis.Redis
     admin_lookups: list[str] = field(default_factory=list)
 
@@ -111,7 +111,7 @@ def _bridge(
         redis_url=server.url,
         bridge=BridgeSettings(scan_on_join=scan_on_join),
     )
-    shared = SharedDatabase(open_bridge_database(config.database_path))
+    shared = SerialDatabase.open(config.database_path)
     metrics = BridgeMetrics(CollectorRegistry())
     spool = Spool(shared, queue.connect(server.url, consumer=True), metrics)
     lookups: list[str] = []

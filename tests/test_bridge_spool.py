@@ -14,9 +14,9 @@ import trio
 from prometheus_client import CollectorRegistry
 
 from wabscan import queue
-from wabscan.bridge.database import SharedDatabase, open_bridge_database
 from wabscan.bridge.metrics import BridgeMetrics
 from wabscan.bridge.spool import MARKER, Spool, _marker
+from wabscan.serial import SerialDatabase
 
 from .conftest import RedisServer
 
@@ -33,8 +33,8 @@ def _stream_jobs(url: str) -> list[str]:
         client.close()
 
 
-def _spool(tmp_path: Path, url: str) -> tuple[Spool, SharedDatabase]:
-    shared = SharedDatabase(open_bridge_database(tmp_path / "wabscan.sqlite3"))
+def _spool(tmp_path: Path, url: str) -> tuple[Spool, SerialDatabase]:
+    shared = SerialDatabase.open(tmp_path / "wabscan.sqlite3")
     spool = Spool(
         shared, queue.connect(url, consumer=True), BridgeMetrics(CollectorRegistry())
     )

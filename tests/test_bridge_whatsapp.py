@@ -46,7 +46,6 @@ from neonize.proto.Neonize_pb2 import JID, MessageInfo, MessageSource
 from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
 
 from wabscan import queue
-from wabscan.bridge.database import SharedDatabase, open_bridge_database
 from wabscan.bridge.inbound import Inbound
 from wabscan.bridge.login import LoginError, login, normalise_phone
 from wabscan.bridge.metrics import BridgeMetrics
@@ -57,6 +56,7 @@ from wabscan.bridge.whatsapp import WhatsAppTransport, is_paired
 from wabscan.config import BridgeSettings, Config
 from wabscan.errors import InputError
 from wabscan.jobs import ScanJob
+from wabscan.serial import SerialDatabase
 
 from .conftest import RedisServer
 
@@ -125,7 +125,7 @@ def config(
 
 
 def test_message_handler_returns_once_the_jobs_are_in_redis(config: Config) -> None:
-    shared = SharedDatabase(open_bridge_database(config.database_path))
+    shared = SerialDatabase.open(config.database_path)
     metrics = BridgeMetrics(CollectorRegistry())
     spool = Spool(shared, queue.connect(config.redis_url, consumer=True), metrics)
 

@@ -73,13 +73,20 @@ class Unit:
     health: Health = field(default_factory=Health)
     stopping: trio.Event = field(default_factory=trio.Event)
     started_at: float = field(default_factory=time.time)
+    _status_at: float = float("-inf")
 
     def ready(self, status: str) -> None:
         self.health.state = "ready"
         self.notifier.ready(status)
         log.info("ready unit=%s status=%r", self.name, status)
 
-    def status(self, status: str) -> None:
+    def status(self, status: str, *, every: float = 0.0) -> None:
+        """Update ``STATUS=``; with ``every``, at most once per that many seconds
+        (counters change per batch, systemctl status needs no more)."""
+        now = time.monotonic()
+        if every and now - self._status_at < every:
+            return
+        self._status_at = now
         self.notifier.status(status)
 
 

@@ -93,6 +93,10 @@ class Notifier:
             # and a unit whose READY=1 is lost is killed at its start timeout.
             try:
                 self._notifier = sdnotify.SystemdNotifier(debug=True)
+                # Never block the event loop on the manager: a full queue
+                # drops one STATUS line, it must not freeze the unit (and so
+                # its watchdog).
+                self._notifier.socket.setblocking(False)
             except OSError as exc:
                 log.warning(
                     "notify-unavailable socket=%s error=%s", self._socket_path, exc
@@ -114,6 +118,8 @@ class Notifier:
             return
         try:
             self._notifier.notify(message)
+        except BlockingIOError:
+            log.debug("notify-dropped message=%s", message.split("=")[0])
         except OSError as exc:
             log.warning("notify-failed message=%s error=%s", message.split("=")[0], exc)
 

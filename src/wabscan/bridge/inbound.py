@@ -26,7 +26,6 @@ from typing import Final
 from wabscan import queue
 from wabscan.bridge import groups
 from wabscan.bridge.commands import HELP_TEXT, Command, CommandError, parse_command
-from wabscan.bridge.database import SharedDatabase
 from wabscan.bridge.events import GroupJoined, InboundMessage
 from wabscan.bridge.metrics import BridgeMetrics
 from wabscan.bridge.spool import Entry, Spool
@@ -34,6 +33,7 @@ from wabscan.config import Config
 from wabscan.jobs import KIND_CHECK, KIND_EDIT, KIND_MESSAGE, OutboxMessage, ScanJob
 from wabscan.links import extract_links
 from wabscan.privacy import author_hash
+from wabscan.serial import SerialDatabase
 from wabscan.storage import format_time, utc_now
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Inbound:
     def __init__(
         self,
         config: Config,
-        shared: SharedDatabase,
+        shared: SerialDatabase,
         spool: Spool,
         key: bytes,
         metrics: BridgeMetrics,

@@ -11,7 +11,7 @@ asked to send it, and marked ``sent`` after. After a crash, a reply found
   message that gets an account banned.
 
 Plain functions over a sqlite-utils Database, called through
-:class:`~wabscan.bridge.database.SharedDatabase`.
+:class:`~wabscan.serial.SerialDatabase`.
 """
 
 from __future__ import annotations

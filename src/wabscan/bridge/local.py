@@ -36,12 +36,12 @@ from typing import Any, Final
 import trio
 from sqlite_utils import Database
 
-from wabscan.bridge.database import SharedDatabase
 from wabscan.bridge.events import GroupJoined, InboundMessage
 from wabscan.bridge.session import Session, SessionState
 from wabscan.bridge.transport import InboundSink, RecentMessages
 from wabscan.config import Config
 from wabscan.errors import InputError
+from wabscan.serial import SerialDatabase
 from wabscan.storage import format_time, parse_time
 
 FILENAME: Final = "local-transport.sqlite3"
@@ -266,7 +266,7 @@ class LocalTransport:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.shared = SharedDatabase(open_transport_file(self.path))
+        self.shared = SerialDatabase(open_transport_file(self.path))
         self.recent: RecentMessages[bool] = RecentMessages()
 
     async def run(

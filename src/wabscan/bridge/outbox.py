@@ -34,7 +34,6 @@ import trio
 
 from wabscan import queue
 from wabscan.bridge import ledger
-from wabscan.bridge.database import SharedDatabase
 from wabscan.bridge.metrics import BridgeMetrics
 from wabscan.bridge.ratelimit import RateLimiter
 from wabscan.bridge.session import Session
@@ -42,6 +41,7 @@ from wabscan.bridge.transport import SendFailed, Transport, message_id_for
 from wabscan.bridge.wording import defang_links, digest, vary
 from wabscan.config import BridgeSettings
 from wabscan.jobs import OutboxMessage
+from wabscan.serial import SerialDatabase
 from wabscan.storage import utc_now
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ class OutboxSender:
     def __init__(
         self,
         settings: BridgeSettings,
-        shared: SharedDatabase,
+        shared: SerialDatabase,
         consumer: queue.Consumer,
         transport: Transport,
         session: Session,

@@ -72,20 +72,3 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         _create_bridge_tables,
     ),
 )
-
-
-def with_bridge(migrations: tuple[Migration, ...]) -> tuple[Migration, ...]:
-    """``migrations`` with the bridge's step (and the reporter's) in place, once.
-
-    ``storage.migrate`` takes the highest applied version as the schema
-    version, so steps must be applied in ascending order: a database that
-    got 3 before 2 would never get 2. Until the lead registers both in
-    ``storage.MIGRATIONS`` this merges them by version; afterwards it
-    returns ``migrations`` unchanged.
-    """
-    from wabscan.reporter.schema import MIGRATIONS as REPORTER
-
-    merged = {step[0]: step for step in migrations}
-    for step in (*REPORTER, *MIGRATIONS):
-        merged.setdefault(step[0], step)
-    return tuple(merged[version] for version in sorted(merged))

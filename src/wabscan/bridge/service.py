@@ -32,7 +32,6 @@ import trio
 
 from wabscan import queue
 from wabscan.bridge import groups
-from wabscan.bridge.database import SharedDatabase, open_bridge_database
 from wabscan.bridge.events import InboundMessage
 from wabscan.bridge.inbound import Inbound
 from wabscan.bridge.local import LocalTransport, transport_file
@@ -49,6 +48,7 @@ from wabscan.bridge.transport import SessionLost, Transport
 from wabscan.config import Config
 from wabscan.errors import ConfigError
 from wabscan.privacy import load_author_key
+from wabscan.serial import SerialDatabase
 from wabscan.service import Unit
 from wabscan.storage import utc_now
 
@@ -84,7 +84,7 @@ class BridgeUnit:
         self.metrics = BridgeMetrics(unit.registry)
         self.transport = make_transport(config)
         self.session = Session(self.transport.name, on_change=self._session_changed)
-        self.shared = SharedDatabase(open_bridge_database(config.database_path))
+        self.shared = SerialDatabase.open(config.database_path)
         # No retries on either client: a refused XADD spools at once, and a
         # retried XREADGROUP could move entries behind our back (FIELD-NOTES).
         self.spool = Spool(

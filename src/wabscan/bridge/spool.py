@@ -40,8 +40,8 @@ import trio
 from sqlite_utils import Database
 
 from wabscan import queue
-from wabscan.bridge.database import SharedDatabase
 from wabscan.bridge.metrics import BridgeMetrics
+from wabscan.serial import SerialDatabase
 from wabscan.storage import format_time, utc_now
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Spool:
 
     def __init__(
         self,
-        shared: SharedDatabase,
+        shared: SerialDatabase,
         client: redis.Redis,
         metrics: BridgeMetrics,
         maxlen: int = queue.DEFAULT_MAXLEN,
@@ -88,7 +88,7 @@ class Spool:
         except queue.UNAVAILABLE:
             marker = None
         if marker:
-            await self.shared.run(_forget_added, marker)
+            await self.shared.run(_forget_added, str(marker))
         self.depth = await self.shared.run(_count)
         self.metrics.spool_depth.set(self.depth)
         if self.depth:
@@ -126,7 +126,7 @@ class Spool:
             # The marker again: Redis may have been down when start() looked.
             marker = await queue.call(self.client.get, MARKER)
             if marker:
-                await self.shared.run(_forget_added, marker)
+                await self.shared.run(_forget_added, str(marker))
             rows = await self.shared.run(_oldest, REPLAY_BATCH)
             if not rows:
                 self.depth = 0

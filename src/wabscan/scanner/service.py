@@ -142,7 +142,7 @@ class ScannerUnit:
         await self.consumer.ack([e.id for e in batch])
         self.batch_seconds.observe(time.perf_counter() - started)
         self.total += len(batch)
-        self.unit.status(f"scanning; {self.total} links judged since start")
+        self.unit.status(f"scanning; {self.total} links judged since start", every=2)
 
     def judge(self, batch: list[queue.Entry]) -> list[dict[str, str]]:
         """Judge and store a batch (in a worker thread); the verdict entries."""
