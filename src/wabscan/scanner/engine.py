@@ -108,6 +108,11 @@ class Scanner:
             signals=tuple(signals),
         )
 
+    def overridden(self, url: CanonicalURL, group: str | None = None) -> bool:
+        """Whether an admin's override decides this URL (then no cached verdict
+        may be used, and the verdict must not be cached)."""
+        return self._override_for(url, group) is not None
+
     def signals(self, url: CanonicalURL, group: str | None = None) -> list[Signal]:
         """All evidence about a canonical URL, before weighing."""
         override = self._override_for(url, group)

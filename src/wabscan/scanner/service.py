@@ -180,24 +180,28 @@ class ScannerUnit:
 
     def _verdict(self, job: dict[str, str], fresh: list[Verdict]) -> Verdict | None:
         url = job.get("url", "")
+        group = job.get("group") or None
         try:
-            canonical = canonicalize(url).url
+            canonical = canonicalize(url)
         except InvalidURL as exc:
             self.invalid.inc()
             log.warning("invalid-url scan=%s error=%r", job.get("job"), str(exc))
             return None
-        if job.get("kind") != "rescan":
-            cached = self.cache.get(canonical)
+        # An override beats the cache: an admin's ruling takes effect at once,
+        # and a verdict it decided is never cached (it ends with the override).
+        overridden = self.scanner.overridden(canonical, group)
+        if job.get("kind") != "rescan" and not overridden:
+            cached = self.cache.get(canonical.url)
             if cached is not None:
                 self.cache_hits.inc()
                 return cached
-        group = job.get("group") or None
         verdict = self.scanner.scan(url, group=group)
         # The job's own time: a job replayed after a crash records nothing new.
         record_verdict(
             self.db, verdict, self.scanner.version, scanned_at=_job_time(job)
         )
-        fresh.append(verdict)
+        if not overridden:
+            fresh.append(verdict)
         return verdict
 
 
