@@ -287,6 +287,67 @@ def maintenance(ctx: Context) -> None:
         raise WabscanError(f"maintenance: failed steps: {', '.join(report.failed)}")
 
 
+@cli.command()
+@click.option(
+    "--chat", "chat_file", metavar="EXPORT", help="Replay this chat export instead."
+)
+@click.option("--verbose", is_flag=True, help="Show the units' logs afterwards.")
+def demo(chat_file: str | None, verbose: bool) -> None:
+    """Run the whole appliance on a sample group conversation and show it,
+    with the bot's replies (local WhatsApp transport, nothing leaves the
+    machine)."""
+    from pathlib import Path
+
+    from wabscan.demo import run_demo
+
+    run_demo(Path(chat_file) if chat_file else None, verbose=verbose)
+
+
+@cli.command()
+@click.option("--phone", metavar="NUMBER", help="Pair with a code instead of a QR.")
+@click.option("--force", is_flag=True, help="Replace an existing session.")
+@pass_context
+def login(ctx: Context, phone: str | None, force: bool) -> None:
+    """Link this appliance to a WhatsApp account (QR code or pairing code)."""
+    from wabscan.bridge.login import login as pair
+
+    path = pair(ctx.config, phone, force=force)
+    click.echo(f"paired; session stored in {path}")
+
+
+@cli.group("local-transport")
+def local_transport() -> None:
+    """Play group members on the local transport (tests, demo, soak)."""
+
+
+@local_transport.command("send")
+@click.option("--group", required=True, help="Group name or JID.")
+@click.option("--sender", required=True, help="Sender's number or JID.")
+@click.option("--admin", is_flag=True, help="The sender is a group admin.")
+@click.option("--name", default="", help="The sender's display name.")
+@click.argument("text")
+@pass_context
+def local_transport_send(
+    ctx: Context, group: str, sender: str, admin: bool, name: str, text: str
+) -> None:
+    """Post TEXT in a group as a member; prints the message id."""
+    from wabscan.bridge.local import local_send
+
+    click.echo(local_send(ctx.config, group, sender, text, admin=admin, name=name))
+
+
+@local_transport.command("sent")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per message.")
+@pass_context
+def local_transport_sent(ctx: Context, as_json: bool) -> None:
+    """Show what the bot sent."""
+    from wabscan.bridge.local import local_sent
+
+    text = local_sent(ctx.config, as_json=as_json)
+    if text:
+        click.echo(text)
+
+
 @contextmanager
 def _scanner(config: Config) -> Iterator[Any]:
     from wabscan.scanner.engine import Scanner

@@ -171,7 +171,10 @@ class LocalAppliance:
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            pass_fds=(fd,),
+            # close_fds would run after preexec_fn and close fd 3 again. Python
+            # opens every fd non-inheritable (PEP 446), so without it the
+            # child still inherits only the socket made fd 3 on purpose.
+            close_fds=False,
             preexec_fn=lambda: _to_fd3(fd),
         )
         self._pump(child.unit, child.process.stdout)
@@ -255,7 +258,7 @@ def _to_fd3(fd: int) -> None:
     # In the child, before exec: the socket becomes fd 3, as systemd passes it.
     if fd != SD_LISTEN_FDS_START:
         os.dup2(fd, SD_LISTEN_FDS_START)
-        os.set_inheritable(SD_LISTEN_FDS_START, True)
+    os.set_inheritable(SD_LISTEN_FDS_START, True)
 
 
 def activate_and_exec(name: str, argv: list[str]) -> None:
