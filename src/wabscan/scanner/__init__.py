@@ -1,0 +1,1 @@
+"""The scanner: canonicalisation, checks, scoring and providers for one link."""
