@@ -66,25 +66,36 @@ pkgs.testers.runNixOSTest {
         machine.succeed("grep -qx 'maxmemory 24mb' /etc/wabscan/redis.conf")
 
     with subtest("the control API refuses a request without the token"):
-        code = machine.succeed(f"curl -s -o /dev/null -w '%{{http_code}}' {API}/api/status")
+        code = machine.succeed(f"curl -s -o /dev/null -w '%{{http_code}}' {API}/api/v1/status")
         assert code == "401", f"expected 401 without a token, got {code}"
-        api("GET", "/api/status")
+        api("GET", "/api/v1/status")
 
     with subtest("a group message with a malicious link gets a warning"):
         # A global override makes the verdict independent of the heuristics.
-        api("POST", "/api/overrides", {"pattern": HOST, "verdict": "malicious", "scope": "global"})
+        api(
+            "POST",
+            "/api/v1/overrides",
+            {"scope": "global", "kind": "host", "value": HOST, "action": "deny"},
+        )
+        # Scanning starts when a group admin enables it.
+        machine.succeed(
+            f"{AS_WABSCAN} local-transport send --group {GROUP} --sender {SENDER} --admin '!wabscan enable'"
+        )
         text = f"look at this: http://{HOST}/account/verify"
         machine.succeed(
             f"{AS_WABSCAN} local-transport send --group {GROUP} --sender {SENDER} {shlex.quote(text)}"
         )
-        machine.wait_until_succeeds(
-            f"{AS_WABSCAN} local-transport sent --json | grep -qi malicious", timeout=120
-        )
-        sent = json.loads(machine.succeed(f"{AS_WABSCAN} local-transport sent --json"))
-        warnings = [m for m in sent if m["group"] == GROUP and "malicious" in m["text"].lower()]
-        assert warnings, f"no warning for {GROUP} in {sent}"
+
+        def warnings():
+            out = machine.succeed(f"{AS_WABSCAN} local-transport sent --json")
+            sent = [json.loads(line) for line in out.splitlines() if line.strip()]
+            return [m for m in sent if m["group"] == GROUP and "hxxp" in m["text"]]
+
+        retry(lambda _last_try: bool(warnings()), 120)  # positional: renamed across releases
+        found = warnings()
+        assert found, "no warning in the local transport's record"
         # Links in replies are defanged: the bare host must not be clickable.
-        assert all(f"http://{HOST}" not in m["text"] for m in warnings), warnings
+        assert all(f"http://{HOST}" not in m["text"] for m in found), found
 
     with subtest("the journal tells the story"):
         machine.succeed("journalctl -u wabscan-scanner.service -b --no-pager | grep -q .")
