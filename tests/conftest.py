@@ -17,11 +17,18 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import settings
 from sqlite_utils import Database
 
 from wabscan.storage import open_database
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# No per-example deadline: on a loaded two-core CI machine an example of a
+# property can take longer than hypothesis' default 200 ms for reasons that
+# say nothing about the code, and speed is the benchmarks' business.
+settings.register_profile("wabscan", deadline=None)
+settings.load_profile("wabscan")
 
 
 @dataclass
