@@ -202,7 +202,8 @@ class LocalAppliance:
             process.send_signal(sig)
 
     def pid(self, unit: str) -> int | None:
-        process = self.children[unit].process
+        """The unit's process id (``"redis"`` for Redis), or None."""
+        process = self._redis if unit == "redis" else self.children[unit].process
         return process.pid if process is not None else None
 
     def stop(self, timeout: float = 15.0) -> None:
