@@ -19,6 +19,7 @@ host:
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
@@ -253,32 +254,29 @@ def lookalike_signals(
         )
 
     # The name and each hyphenated word of it: "paypa1-secure" imitates
-    # PayPal as much as "paypa1" does.
+    # PayPal as much as "paypa1" does. Each word's skeleton is computed once
+    # and brands are found by name: this check runs for every link, and
+    # trying every brand on every word was most of a scan's time.
     words = [name_label, *(w for w in name_label.split("-") if w != name_label)]
-    for brand in brands:
-        for word in words:
-            if word != brand.name and skeleton(word) == brand.name:
-                signals.append(
-                    Signal(
-                        "lookalike.skeleton",
-                        f"The address imitates {brand.display} with look-alike "
-                        "characters.",
-                        {"brand": brand.display, "label": name_label},
-                    )
+    shapes = [(word, skeleton(word)) for word in words]
+    index = _index(brands)
+    for word, shape in shapes:
+        brand = index.by_name.get(shape)
+        if brand is not None and word != brand.name:
+            signals.append(
+                Signal(
+                    "lookalike.skeleton",
+                    f"The address imitates {brand.display} with look-alike characters.",
+                    {"brand": brand.display, "label": name_label},
                 )
-                return signals
+            )
+            return signals
 
-    for brand in brands:
-        if len(brand.name) < _MIN_EDIT:
+    for _word, shape in shapes:
+        if not shape.isascii() or shape in index.by_name:
             continue
-        limit = 1 if len(brand.name) < 9 else 2
-        for word in words:
-            shape = skeleton(word)
-            if (
-                shape.isascii()
-                and shape != brand.name
-                and edit_distance(shape, brand.name, limit) <= limit
-            ):
+        for brand in index.by_length.get(len(shape), ()):
+            if _close(shape, brand.name):
                 signals.append(
                     Signal(
                         "lookalike.edit",
@@ -288,9 +286,9 @@ def lookalike_signals(
                 )
                 return signals
 
-    for brand in brands:
-        where = _brand_mention(brand, name_label, sub_labels)
-        if where == "subdomain":
+    for label in sub_labels:
+        brand = _mentioned(index, skeleton(label))
+        if brand is not None:
             signals.append(
                 Signal(
                     "lookalike.brand_in_subdomain",
@@ -300,29 +298,92 @@ def lookalike_signals(
                 )
             )
             return signals
-        if where == "name":
-            signals.append(
-                Signal(
-                    "lookalike.brand_in_name",
-                    f"The site {registered_domain} uses the name {brand.display} "
-                    f"but does not belong to {brand.display}.",
-                    {"brand": brand.display, "domain": registered_domain},
-                )
+    brand = _mentioned(index, shapes[0][1])
+    if brand is not None:
+        signals.append(
+            Signal(
+                "lookalike.brand_in_name",
+                f"The site {registered_domain} uses the name {brand.display} "
+                f"but does not belong to {brand.display}.",
+                {"brand": brand.display, "domain": registered_domain},
             )
-            return signals
+        )
     return signals
 
 
-def _brand_mention(brand: Brand, name_label: str, sub_labels: list[str]) -> str | None:
-    for label in sub_labels:
-        if _mentions(brand.name, skeleton(label)):
-            return "subdomain"
-    if _mentions(brand.name, skeleton(name_label)):
-        return "name"
+def _close(word: str, name: str) -> bool:
+    """One edit apart (two for names of 9 letters or more)."""
+    if len(name) >= 9:
+        return edit_distance(word, name, 2) <= 2
+    if abs(len(word) - len(name)) > 1 or word == name:
+        return False
+    # One substitution, insertion or deletion: skip the common prefix and
+    # suffix, and at most one character may remain on either side.
+    start = 0
+    while start < min(len(word), len(name)) and word[start] == name[start]:
+        start += 1
+    end_w, end_n = len(word), len(name)
+    while end_w > start and end_n > start and word[end_w - 1] == name[end_n - 1]:
+        end_w -= 1
+        end_n -= 1
+    return end_w - start <= 1 and end_n - start <= 1
+
+
+@dataclass(frozen=True)
+class _Index:
+    """What the checks look up for a list of brands, built once per list."""
+
+    by_name: dict[str, Brand]
+    by_length: dict[int, tuple[Brand, ...]]  # edit candidates by word length
+    long_names: re.Pattern[str]  # brands matched inside a word
+
+
+_INDEXES: dict[int, tuple[tuple[Brand, ...], _Index]] = {}
+
+
+def _index(brands: tuple[Brand, ...]) -> _Index:
+    # Keyed by identity: hashing a tuple of brands on every call cost more
+    # than the checks themselves.
+    cached = _INDEXES.get(id(brands))
+    if cached is not None and cached[0] is brands:
+        return cached[1]
+    longest = max((len(b.name) for b in brands), default=0)
+    index = _Index(
+        by_name={b.name: b for b in reversed(brands)},
+        by_length={
+            n: tuple(
+                b
+                for b in brands
+                if len(b.name) >= _MIN_EDIT and abs(len(b.name) - n) <= 2
+            )
+            for n in range(longest + 3)
+        },
+        long_names=re.compile(
+            "|".join(
+                sorted(
+                    (
+                        re.escape(b.name)
+                        for b in brands
+                        if len(b.name) >= _MIN_SUBSTRING
+                    ),
+                    key=len,
+                    reverse=True,
+                )
+            )
+            or "(?!)"
+        ),
+    )
+    _INDEXES[id(brands)] = (brands, index)
+    return index
+
+
+def _mentioned(index: _Index, label: str) -> Brand | None:
+    """The brand a label mentions: as a hyphenated word, or (long names)
+    anywhere inside it."""
+    for part in label.split("-"):
+        if part in index.by_name:
+            return index.by_name[part]
+    found = index.long_names.search(label)
+    if found and found.group(0) != label:
+        return index.by_name[found.group(0)]
     return None
-
-
-def _mentions(brand: str, label: str) -> bool:
-    if brand in label.split("-"):
-        return True
-    return len(brand) >= _MIN_SUBSTRING and brand in label and label != brand

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from wabscan.scanner import hosts, scoring
-from wabscan.scanner.canonical import CanonicalURL, canonicalize
-from wabscan.scanner.signals import url_signals
-from wabscan.verdict import Signal, Verdict
+from wabscan.scanner.canonical import CanonicalURL, InvalidURL, canonicalize
+from wabscan.scanner.signals import redirect_target, url_signals
+from wabscan.verdict import Level, Signal, Verdict
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -83,7 +83,7 @@ class Scanner:
     def reload_overrides(self) -> None:
         self._overrides_at = float("-inf")
 
-    def scan(self, url: str, group: str | None = None) -> Verdict:
+    def scan(self, url: str, group: str | None = None, *, _depth: int = 0) -> Verdict:
         """Judge one link as written (refanged) in a message.
 
         Args:
@@ -95,6 +95,8 @@ class Scanner:
         """
         canonical = canonicalize(url)
         signals = self.signals(canonical, group)
+        if _depth == 0 and not self.overridden(canonical, group):
+            signals.extend(self._redirect_signals(canonical, group))
         level, score, deciding = scoring.assess(signals)
         reasons = tuple(s.reason for s in deciding) or (
             "No warning signs in wabscan's local checks.",
@@ -136,18 +138,63 @@ class Scanner:
                 )
         return found
 
+    def _redirect_signals(self, url: CanonicalURL, group: str | None) -> list[Signal]:
+        # One level only: a chain of redirects in one URL is itself unusual,
+        # and the scan of a link must stay bounded.
+        target = redirect_target(url)
+        if target is None:
+            return []
+        try:
+            verdict = self.scan(target, group, _depth=1)
+        except InvalidURL:
+            return []
+        if verdict.level is Level.BENIGN:
+            return []
+        host = verdict.canonical.split("://", 1)[-1].split("/", 1)[0]
+        return [
+            Signal(
+                "redirect.target",
+                f"The link forwards to {host}: {verdict.reasons[0]}",
+                {"target": verdict.canonical, "score": verdict.score},
+            )
+        ]
+
     def _feed_signals(self, url: CanonicalURL) -> list[Signal]:
         if self.feeds is None:
             return []
         hits = [h for h in self.feeds.lookup(url) if _applies(h, url)]
         signals: list[Signal] = []
         allow = [h for h in hits if h.category == _ALLOW]
-        if allow:
+        # An allowlisted domain vouches for its own front door and for hosts
+        # listed by name. Its other subdomains are often its users' (a
+        # tumblr blog, a codesandbox app): there it only cancels block-list
+        # entries for the popular domain as a whole, and the link is judged.
+        decisive = any(h.kind != "domain" or h.value == url.host for h in allow) or (
+            allow and hosts.front_door(url.host, url.registered_domain)
+        )
+        if decisive:
             signals.append(
                 Signal(
                     "allowlist",
                     f"{url.registered_domain or url.host} is a well-known site "
                     f"(listed in {allow[0].source}).",
+                    {"sources": sorted({h.source for h in allow})},
+                )
+            )
+        elif allow:
+            vouched = {h.value for h in allow if h.kind == "domain"}
+            hits = [
+                h
+                for h in hits
+                if h.category == _ALLOW
+                or h.kind != "domain"
+                or not any(h.value == v or v.endswith("." + h.value) for v in vouched)
+            ]
+            signals.append(
+                Signal(
+                    "allowlist.parent",
+                    f"{url.registered_domain} is a well-known site, but "
+                    f"{url.host} may be one of its users' pages.",
                     {"sources": sorted({h.source for h in allow})},
                 )
             )

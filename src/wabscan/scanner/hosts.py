@@ -266,12 +266,24 @@ def tenancy_base(host: str) -> tuple[str, str] | None:
         ``(base, "subdomain")`` for x.github.io (base github.io),
         ``(base, "path")`` for docs.google.com, or None.
     """
-    if host in PATH_TENANCY:
-        return host, "path"
+    bare = host.removeprefix("www.")
+    if bare in PATH_TENANCY:
+        return bare, "path"
     for base in _parents(host):
         if base in SUBDOMAIN_TENANCY:
             return base, "subdomain" if base != host else "path"
     return None
+
+
+def front_door(host: str, registered_domain: str | None) -> bool:
+    """Whether ``host`` is a site's own front door (``example.com``,
+    ``www.example.com``, ``m.example.com``) rather than another subdomain,
+    which on a popular platform is often a user's own."""
+    if registered_domain is None:
+        return False
+    return host == registered_domain or host in {
+        f"{prefix}.{registered_domain}" for prefix in ("www", "m", "mobile")
+    }
 
 
 def in_set(host: str, names: frozenset[str]) -> str | None:

@@ -39,12 +39,14 @@ from itertools import repeat
 from typing import Any, Final
 from zlib import crc32
 
-# Operating points picked on held-out data (docs/lexical-model.md, "Thresholds").
-# SUSPICIOUS_AT keeps the false-positive rate on bare popular homepages near 2 %;
-# MALICIOUS_AT keeps it near 0.2 %, where a lexical score alone is worth a
-# warning in a group.
-SUSPICIOUS_AT: Final = 0.5
-MALICIOUS_AT: Final = 0.9
+# Operating points, read off the held-out evaluation that
+# tools/train_lexical.py prints (docs/lexical-model.md, "Thresholds"); a
+# score >= the threshold is that level. SUSPICIOUS_AT is the lowest cut that
+# keeps false positives under 2 % of bare popular homepages and under 15 % of
+# benign deep links; MALICIOUS_AT the lowest under 0.2 % and 5 %, because a
+# lexical score alone should rarely be enough to warn a whole group.
+SUSPICIOUS_AT: Final = 0.40
+MALICIOUS_AT: Final = 0.95
 
 # Bumped whenever the feature code changes meaning; a model file trained with
 # another version is refused rather than silently mis-scored.
@@ -277,15 +279,14 @@ DENSE_FEATURES: Final = (
     ("embedded_url", "URL inside the path/query"),
 )
 N_DENSE: Final = len(DENSE_FEATURES)
-# Explanations count lengths and ratios from the training mean ("longer than
-# usual") and counts and flags from zero, so an absent feature never appears
-# as a reason.
+# Explanations count the lengths every URL has from the training mean
+# ("longer than usual"), and counts, flags and the query (which most URLs
+# lack) from zero, so an absent feature never appears as a reason.
 _FROM_MEAN: Final = frozenset(
     (
         "url_len",
         "host_len",
         "path_len",
-        "query_len",
         "reg_len",
         "tld_len",
         "path_depth",
@@ -322,6 +323,12 @@ _LOG1P: Final = frozenset(
         "pct",
     )
 )
+
+# Path length, depth and "bare homepage" move together, and the model splits
+# their effect between them with opposite signs; explained one by one, a
+# bare homepage would list "short path" as a reason. They are explained as
+# one share.
+_PATH_SHAPE: Final = frozenset(("path_len", "path_depth", "bare"))
 
 Grams = list[tuple[str, list[bytes]]]
 
@@ -550,8 +557,14 @@ class LexicalModel:
         self._mean: list[float] = [float(v) for v in meta["dense_mean"]]
         self._scale: list[float] = [float(v) for v in meta["dense_scale"]]
         self._dense_w: list[float] = [float(v) for v in meta["dense_weights"]]
-        if not len(self._mean) == len(self._scale) == len(self._dense_w) == N_DENSE:
-            raise ModelFormatError(f"{origin}: dense feature count differs")
+        names = [name for name, _ in DENSE_FEATURES]
+        if meta.get("dense_names") != names or not (
+            len(self._mean) == len(self._scale) == len(self._dense_w) == N_DENSE
+        ):
+            raise ModelFormatError(
+                f"{origin}: its dense features differ from this code's; retrain"
+                " with tools/train_lexical.py and bump FEATURE_VERSION"
+            )
         # Fold the standardisation into the weights once, so a score costs one
         # multiply-add per dense feature.
         self._folded = [w / s for w, s in zip(self._dense_w, self._scale, strict=True)]
@@ -623,14 +636,26 @@ class LexicalModel:
         """
         dense, grams = extract(url)
         out: list[tuple[str, float]] = []
+        path_shape = 0.0
         for (name, label), x, f, ref in zip(
             DENSE_FEATURES, dense, self._folded, self._baseline, strict=True
         ):
+            if name in _PATH_SHAPE:
+                path_shape += f * (x - ref)
+                continue
             if name in _LOG1P:
                 label = f"{label} ({round(math.expm1(x))})"
             elif name not in _FLAGS:
                 label = f"{label} ({x:.3g})"
             out.append((label, f * (x - ref)))
+        values = dict(zip((name for name, _ in DENSE_FEATURES), dense, strict=True))
+        shape = (
+            "bare homepage"
+            if values["bare"]
+            else f"{round(math.expm1(values['path_len']))} chars,"
+            f" {round(values['path_depth'])} levels"
+        )
+        out.append((f"path shape ({shape})", path_shape))
         for ns, items in grams:
             seed = self._seeds.get(ns)
             if not items or seed is None:

@@ -12,7 +12,8 @@ while a look-alike on free hosting (45 and 20) reaches suspicious at 56.
 Three kinds of signal decide alone, in this order:
 
 1. an admin's override (``override.deny`` / ``override.allow``);
-2. a feed entry for this very URL (``detail["match"] == "url"``);
+2. evidence about this very URL: a feed entry for it (``detail["match"] ==
+   "url"``) or the verdict of the page a redirect forwards to;
 3. the allowlist, which silences every other signal: a popular site is not a
    look-alike of itself, and feeds list popular sites by mistake.
 """
@@ -54,6 +55,10 @@ WEIGHTS: dict[str, float] = {
     "url.long": 10.0,
     # The lexical model; its weight grows with its probability (see below).
     "lexical.phishing": 0.0,
+    # A redirect's destination weighs what its own verdict scored.
+    "redirect.target": 0.0,
+    # A subdomain of an allowlisted site: evidence, no weight (see the docs).
+    "allowlist.parent": 0.0,
     # Decisive signals carry no weight: assess() handles them first.
     "override.allow": 0.0,
     "override.deny": 0.0,
@@ -67,8 +72,18 @@ LEXICAL_FLOOR = 0.5
 LEXICAL_MAX = 80.0
 
 
+def _beats_allowlist(signal: Signal) -> bool:
+    """Evidence about this very URL rather than its domain: a feed entry for
+    the URL, or the page a redirect on a popular site forwards to."""
+    if signal.code == "redirect.target":
+        return True
+    return signal.code.startswith("feed.") and signal.detail.get("match") == "url"
+
+
 def weight(signal: Signal) -> float:
     """The weight of one signal; unknown codes weigh nothing."""
+    if signal.code == "redirect.target":
+        return float(signal.detail.get("score", 0.0))
     if signal.code == "lexical.phishing":
         p = float(signal.detail.get("probability", 0.0))
         return max(0.0, (p - LEXICAL_FLOOR) / (1 - LEXICAL_FLOOR)) * LEXICAL_MAX
@@ -90,14 +105,10 @@ def assess(signals: Iterable[Signal]) -> tuple[Level, float, list[Signal]]:
     if "override.allow" in by_code:
         return Level.BENIGN, 0.0, [by_code["override.allow"]]
 
-    url_hits = [
-        s
-        for s in signals
-        if s.code.startswith("feed.") and s.detail.get("match") == "url"
-    ]
-    if "allowlist" in by_code and not url_hits:
+    specific = [s for s in signals if _beats_allowlist(s)]
+    if "allowlist" in by_code and not specific:
         return Level.BENIGN, 0.0, [by_code["allowlist"]]
-    counted = url_hits if "allowlist" in by_code else signals
+    counted = specific if "allowlist" in by_code else signals
 
     weighted = sorted(
         ((weight(s), s) for s in counted), key=lambda pair: pair[0], reverse=True

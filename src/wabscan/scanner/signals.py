@@ -8,6 +8,7 @@ Each check is a pure function of the URL and returns the evidence it found as
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlsplit
 
 from wabscan.scanner import hosts
 from wabscan.scanner.brands import lookalike_signals
@@ -136,6 +137,26 @@ def url_signals(url: CanonicalURL) -> list[Signal]:
             )
         )
     return found
+
+
+def redirect_target(url: CanonicalURL) -> str | None:
+    """The destination of a redirecting link, when its query carries one.
+
+    Open redirects (``google.com/url?q=...``, ``vk.com/away.php?to=...``,
+    mail "safe links") let a phishing page ride on a famous name: the first
+    query value that is a web address on another site is what the link
+    really opens.
+    """
+    if not url.query:
+        return None
+    for _name, value in parse_qsl(url.query, keep_blank_values=False):
+        value = value.strip()
+        if not value.lower().startswith(("http://", "https://")):
+            continue
+        host = urlsplit(value).hostname or ""
+        if host and host != url.host and not host.endswith("." + url.host):
+            return value
+    return None
 
 
 def _extension(path: str) -> str:
