@@ -4,7 +4,10 @@ Usage (from the repository root, after ``pip install -e '.[train]'``)::
 
     .venv/bin/python tools/train_lexical.py            # train, evaluate, write
     .venv/bin/python tools/train_lexical.py --dry-run  # train and evaluate only
-    .venv/bin/python tools/train_lexical.py --tune     # pick C on inner split
+    .venv/bin/python tools/train_lexical.py --tune     # compare settings
+
+``--tune`` evaluates on an inner split of the training part (ranks
+6,001-8,000 as C), so settings can be compared without looking at A, B, C.
 
 The features come from ``wabscan.scanner.lexical.extract`` (this checkout's
 copy, not an installed one), so training and inference share one code path.
@@ -61,8 +64,8 @@ OUT = ROOT / "src" / "wabscan" / "data" / "lexical-model.bin"
 REFERENCE_URLS = (
     "http://paypal.com.secure-login-verify.xyz/account/update",
     "http://192.168.4.7/bank/login.php",
-    "https://www.wikipedia.org/",
-    "https://github.com/",
+    "https://www.example-news.org/",
+    "https://docs.example.com/guide/getting-started",
     "https://example.org/blog/2021/05/how-we-built-it?utm_source=chat",
     "http://xn--pple-43d.com/signin",
     "https://user@login.example-bank.top:8443/verify?email=a%40b.c&next=http://x",
@@ -209,8 +212,9 @@ def weights(samples: list[Sample], args: argparse.Namespace) -> np.ndarray:
     """Balance the classes, then the sources within each class.
 
     Within benign, labelled URLs (the only benign URLs with paths) get
-    ``args.labelled_share`` of the class weight; the rest goes to homepages.
-    Within phishing, the labelled set and the feed share the same way.
+    ``args.benign_labelled_share`` of the class weight and the homepages the
+    rest; within phishing, ``args.phishing_labelled_share`` goes to the
+    labelled set and the rest to the feed.
     """
     totals: Counter[tuple[int, str]] = Counter((s.label, s.source) for s in samples)
     share = {0: args.benign_labelled_share, 1: args.phishing_labelled_share}
@@ -221,7 +225,10 @@ def weights(samples: list[Sample], args: argparse.Namespace) -> np.ndarray:
     return out * (len(samples) / out.sum())
 
 
-def featurise(urls: Sequence[str], namespaces: Sequence[str], bits: int):
+def featurise(
+    urls: Sequence[str], namespaces: Sequence[str], bits: int
+) -> tuple[np.ndarray, sp.csr_matrix]:
+    """The training matrix, built with the runtime's own feature code."""
     dense = np.empty((len(urls), lexical.N_DENSE))
     rows, cols, vals = [], [], []
     active = set(namespaces)
@@ -352,6 +359,9 @@ def evaluate(model: Trained, held: dict[str, list[Sample]]) -> dict[str, object]
             f" (http {row[6]:.4f}); all precision={row[7]:.3f} recall={row[8]:.3f}"
             f" FPR={row[9]:.3f}"
         )
+    shipped = {"suspicious": lexical.SUSPICIOUS_AT, "malicious": lexical.MALICIOUS_AT}
+    if shipped != chosen:
+        print(f"  NOTE: lexical.py has {shipped}; update SUSPICIOUS_AT/MALICIOUS_AT")
     return {
         "auc": {k: round(float(roc_auc_score(y, p)), 4) for k, (p, y) in sets.items()},
         "thresholds": chosen,
@@ -464,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     loaded = lexical.LexicalModel.load(args.out)
     worst = max(abs(loaded.probability(u) - p) for u, p in loaded.reference)
     print(
-        f"\nwrote {args.out.relative_to(ROOT)}: {len(blob)} bytes,"
+        f"\nwrote {args.out}: {len(blob)} bytes,"
         f" version {loaded.version}; python vs numpy max diff {worst:.2e}"
     )
     print(f"done in {time.monotonic() - started:.0f}s")

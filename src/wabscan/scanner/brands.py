@@ -314,6 +314,10 @@ def lookalike_signals(
 def _close(word: str, name: str) -> bool:
     """One edit apart (two for names of 9 letters or more)."""
     if len(name) >= 9:
+        # Two edits change at most four distinct letters: a cheap test that
+        # spares the full distance for nearly every word.
+        if len(set(word) ^ set(name)) > 4:
+            return False
         return edit_distance(word, name, 2) <= 2
     if abs(len(word) - len(name)) > 1 or word == name:
         return False

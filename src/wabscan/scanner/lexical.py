@@ -497,13 +497,16 @@ def extract(url: str) -> tuple[list[float], Grams]:
     return dense, grams
 
 
+_INV_SQRT: Final = (0.0, *(1.0 / math.sqrt(n) for n in range(1, 512)))
+
+
 def group_scale(n: int) -> float:
     """Weight of one occurrence in a group of ``n`` hashed features.
 
     Scaling by 1/sqrt(n) keeps a long path from outvoting the host just by
     having more n-grams; training uses the same function.
     """
-    return 1.0 / math.sqrt(n) if n else 0.0
+    return _INV_SQRT[n] if n < 512 else 1.0 / math.sqrt(n)
 
 
 def bucket(namespace: str, gram: bytes, bits: int) -> int:
@@ -606,10 +609,10 @@ class LexicalModel:
         # Python loop.
         weight = self._weights.__getitem__
         mask = self._mask.__and__
+        seeds = self._seeds
         for ns, items in grams:
-            seed = self._seeds.get(ns)
-            if items and seed is not None:
-                hashed = map(mask, map(crc32, items, repeat(seed)))
+            if items and ns in seeds:
+                hashed = map(mask, map(crc32, items, repeat(seeds[ns])))
                 z += group_scale(len(items)) * sum(map(weight, hashed))
         return z
 
