@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from wabscan.scanner import hosts, scoring
+from wabscan.scanner.brands import PROTECTED_BRANDS
 from wabscan.scanner.canonical import CanonicalURL, InvalidURL, canonicalize
 from wabscan.scanner.signals import redirect_target, url_signals
 from wabscan.verdict import Level, Signal, Verdict
@@ -121,21 +122,31 @@ class Scanner:
         if override is not None:
             return [override]
 
+        official = _official_site(url)
+        if official is not None:
+            return [official]
         found = self._feed_signals(url)
         found.extend(url_signals(url))
         # A shortener's path is a random token by design: the model would
         # judge the token, not the destination, which only expanding the
-        # redirect can reveal.
+        # redirect can reveal. On a document or form service (docs.google.com,
+        # forms.office.com) the path is an id too, but such links are a common
+        # way to host phishing forms: the model may speak, capped at
+        # suspicious, since it cannot see the page.
+        tenancy = hosts.tenancy_base(url.host)
+        shared_document = tenancy is not None and tenancy[1] == "path"
         if self.model is not None and not hosts.in_set(url.host, hosts.SHORTENERS):
             p = self.model.probability(url.url)
             if p >= scoring.LEXICAL_FLOOR:
-                found.append(
-                    Signal(
-                        "lexical.phishing",
-                        "The address is built like typical phishing addresses.",
-                        {"probability": round(p, 3)},
+                detail: dict[str, object] = {"probability": round(p, 3)}
+                reason = "The address is built like typical phishing addresses."
+                if shared_document:
+                    detail["cap"] = scoring.SHARED_DOCUMENT_CAP
+                    reason = (
+                        "Shared documents and forms are a common way to host "
+                        "phishing pages, and this link is built like one."
                     )
-                )
+                found.append(Signal("lexical.phishing", reason, detail))
         return found
 
     def _redirect_signals(self, url: CanonicalURL, group: str | None) -> list[Signal]:
@@ -251,6 +262,23 @@ class Scanner:
             f"{'safe' if allowed else 'dangerous'}{why}.",
             {"override": best.id, "scope": best.scope},
         )
+
+
+def _official_site(url: CanonicalURL) -> Signal | None:
+    """A protected brand's own site (``chat.whatsapp.com``, ``www.paypal.com``):
+    as trusted as an allowlisted front door, unless the host is a tenant of
+    a multi-tenant service the brand runs (an S3 bucket, a Google Doc)."""
+    domain = url.registered_domain
+    if domain is None or hosts.tenancy_base(url.host) is not None:
+        return None
+    for brand in PROTECTED_BRANDS:
+        if domain in brand.domains:
+            return Signal(
+                "allowlist",
+                f"{url.host} is {brand.display}'s own site.",
+                {"sources": ["protected brands"], "brand": brand.display},
+            )
+    return None
 
 
 _FEED_REASONS = {

@@ -46,7 +46,8 @@ SUBDOMAIN_TENANCY = frozenset(
         "jimdosite.com",
         "yolasite.com",
         "myshopify.com",
-        "s3.amazonaws.com",
+        "amazonaws.com",
+        "googleusercontent.com",
         "cloudfront.net",
         "windows.net",
         "translate.goog",
@@ -135,6 +136,7 @@ FREE_HOSTING = frozenset(
         "cloudfront.net",
         "windows.net",
         "translate.goog",
+        "googleusercontent.com",
     }
     | {"sites.google.com", "telegra.ph", "notion.site"}
 )

@@ -497,6 +497,9 @@ def extract(url: str) -> tuple[list[float], Grams]:
     return dense, grams
 
 
+# 1/sqrt(n) by table. The caps above bound every group below 512 items (at
+# most 255 host 4-grams, 157 path 4-grams, 128 host tokens, 80 path tokens or
+# query keys), so inference indexes it directly.
 _INV_SQRT: Final = (0.0, *(1.0 / math.sqrt(n) for n in range(1, 512)))
 
 
@@ -608,12 +611,12 @@ class LexicalModel:
         # weight lookup cost about 0.1 us a gram, instead of ~0.3 us in a
         # Python loop.
         weight = self._weights.__getitem__
-        mask = self._mask.__and__
+        mask = repeat(self._mask)
         seeds = self._seeds
         for ns, items in grams:
             if items and ns in seeds:
-                hashed = map(mask, map(crc32, items, repeat(seeds[ns])))
-                z += group_scale(len(items)) * sum(map(weight, hashed))
+                hashed = map(operator.and_, map(crc32, items, repeat(seeds[ns])), mask)
+                z += _INV_SQRT[len(items)] * sum(map(weight, hashed))
         return z
 
     def probability(self, url: str) -> float:

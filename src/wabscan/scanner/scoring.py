@@ -70,6 +70,9 @@ WEIGHTS: dict[str, float] = {
 # nothing; its figures are in docs/lexical-model.md.
 LEXICAL_FLOOR = 0.5
 LEXICAL_MAX = 80.0
+# On a shared-document or form service the model sees only an id: alone it
+# may make such a link suspicious, never malicious.
+SHARED_DOCUMENT_CAP = 55.0
 
 
 def _beats_allowlist(signal: Signal) -> bool:
@@ -86,7 +89,8 @@ def weight(signal: Signal) -> float:
         return float(signal.detail.get("score", 0.0))
     if signal.code == "lexical.phishing":
         p = float(signal.detail.get("probability", 0.0))
-        return max(0.0, (p - LEXICAL_FLOOR) / (1 - LEXICAL_FLOOR)) * LEXICAL_MAX
+        w = max(0.0, (p - LEXICAL_FLOOR) / (1 - LEXICAL_FLOOR)) * LEXICAL_MAX
+        return min(w, float(signal.detail.get("cap", LEXICAL_MAX)))
     return WEIGHTS.get(signal.code, 0.0)
 
 
