@@ -303,6 +303,52 @@ def demo(chat_file: str | None, verbose: bool) -> None:
     run_demo(Path(chat_file) if chat_file else None, verbose=verbose)
 
 
+@cli.command("run")
+@click.option(
+    "--transport",
+    type=click.Choice(["whatsapp", "local"]),
+    default=None,
+    help="WhatsApp transport (default: the configuration's bridge.transport).",
+)
+@pass_context
+def run_all(ctx: Context, transport: str | None) -> None:
+    """Run Redis and the three units on this machine without systemd, their
+    logs interleaved and labelled (Ctrl-C stops them)."""
+    import dataclasses
+    import signal
+    import threading
+
+    from wabscan.demo import write_config
+    from wabscan.supervise import LocalAppliance
+
+    config = ctx.config
+    state = config.state_path
+    state.mkdir(parents=True, exist_ok=True)
+    appliance = LocalAppliance(state, state / "run.toml", log=sys.stderr)
+    settings = dataclasses.asdict(config)
+    settings.pop("source", None)
+    settings.update(state_dir=str(state), redis_url=appliance.redis_url)
+    if transport:
+        settings["bridge"]["transport"] = transport
+    write_config(appliance.config_file, settings)
+    addresses = dataclasses.asdict(config.listen)
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    appliance.start(addresses=addresses)
+    click.echo(
+        "wabscan: running "
+        + ", ".join(f"{unit} on {addresses[unit]}" for unit in appliance.children)
+        + f"; state in {state}; Ctrl-C stops",
+        err=True,
+    )
+    try:
+        stop.wait()
+    finally:
+        appliance.stop()
+
+
 @cli.command()
 @click.option("--phone", metavar="NUMBER", help="Pair with a code instead of a QR.")
 @click.option("--force", is_flag=True, help="Replace an existing session.")
