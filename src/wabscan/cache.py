@@ -130,20 +130,33 @@ class VerdictCache:
 
     def put(self, verdict: Verdict) -> None:
         """Cache a verdict for the TTL of its level; a no-op if Redis is down."""
-        ttl = self.ttl_for(verdict.level)
-        if ttl <= 0 or not self.available:
+        self.put_many([verdict])
+
+    def put_many(self, verdicts: Iterable[Verdict]) -> None:
+        """Cache several verdicts in one round trip (a scanner batch)."""
+        if not self.available:
             return
-        value = json.dumps(
-            {
-                "canonical": verdict.canonical,
-                "model_version": self.model_version,
-                "verdict": verdict.to_dict(),
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
-        )
+        pipe = self.client.pipeline(transaction=False)
+        queued = 0
+        for verdict in verdicts:
+            ttl = self.ttl_for(verdict.level)
+            if ttl <= 0:
+                continue
+            value = json.dumps(
+                {
+                    "canonical": verdict.canonical,
+                    "model_version": self.model_version,
+                    "verdict": verdict.to_dict(),
+                },
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
+            pipe.set(self.key(verdict.canonical), value, ex=ttl)
+            queued += 1
+        if not queued:
+            return
         try:
-            self.client.set(self.key(verdict.canonical), value, ex=ttl)
+            pipe.execute()
         except redis.RedisError as exc:
             # Includes OutOfMemoryError: Redis runs with noeviction (the
             # streams need it), so a full server refuses the write; the

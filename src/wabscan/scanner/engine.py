@@ -84,17 +84,25 @@ class Scanner:
     def reload_overrides(self) -> None:
         self._overrides_at = float("-inf")
 
-    def scan(self, url: str, group: str | None = None, *, _depth: int = 0) -> Verdict:
+    def scan(
+        self,
+        url: str,
+        group: str | None = None,
+        *,
+        canonical: CanonicalURL | None = None,
+        _depth: int = 0,
+    ) -> Verdict:
         """Judge one link as written (refanged) in a message.
 
         Args:
             url: the link, e.g. ``http://paypa1-secure.com/login``.
             group: the group it was posted in, for group-scoped overrides.
+            canonical: ``url`` already canonicalised, when the caller has it.
 
         Raises:
             InvalidURL: the link cannot be parsed as a web address.
         """
-        canonical = canonicalize(url)
+        canonical = canonical or canonicalize(url)
         signals = self.signals(canonical, group)
         if _depth == 0 and not self.overridden(canonical, group):
             signals.extend(self._redirect_signals(canonical, group))

@@ -23,7 +23,7 @@ from sqlite_utils import Database
 
 from wabscan import queue
 from wabscan.cache import VerdictCache, cache_client
-from wabscan.scanner.canonical import InvalidURL, canonicalize
+from wabscan.scanner.canonical import CanonicalURL, InvalidURL, canonicalize
 from wabscan.scanner.engine import Scanner
 from wabscan.service import Unit
 from wabscan.storage import (
@@ -149,10 +149,22 @@ class ScannerUnit:
         out: list[dict[str, str]] = []
         fresh: list[Verdict] = []
         now = datetime.now(UTC)
+        canonicals = {entry.id: self._canonical(entry.fields) for entry in batch}
+        cached = self.cache.get_many(
+            c.url
+            for entry in batch
+            if (c := canonicals[entry.id]) is not None
+            and entry.fields.get("kind") != "rescan"
+        )
         with transaction(self.db):
             for entry in batch:
                 job = entry.fields
-                verdict = self._verdict(job, fresh)
+                canonical = canonicals[entry.id]
+                verdict = (
+                    None
+                    if canonical is None
+                    else self._verdict(job, canonical, fresh, cached)
+                )
                 if verdict is None:
                     out.append({**job, "error": "invalid-url"})
                     continue
@@ -174,28 +186,34 @@ class ScannerUnit:
                     verdict.score,
                 )
                 out.append(_verdict_entry(job, verdict))
-        for verdict in fresh:
-            self.cache.put(verdict)
+        self.cache.put_many(fresh)
         return out
 
-    def _verdict(self, job: dict[str, str], fresh: list[Verdict]) -> Verdict | None:
-        url = job.get("url", "")
-        group = job.get("group") or None
+    def _canonical(self, job: dict[str, str]) -> CanonicalURL | None:
         try:
-            canonical = canonicalize(url)
+            return canonicalize(job.get("url", ""))
         except InvalidURL as exc:
             self.invalid.inc()
             log.warning("invalid-url scan=%s error=%r", job.get("job"), str(exc))
             return None
+
+    def _verdict(
+        self,
+        job: dict[str, str],
+        canonical: CanonicalURL,
+        fresh: list[Verdict],
+        cached: dict[str, Verdict],
+    ) -> Verdict:
+        url = job.get("url", "")
+        group = job.get("group") or None
         # An override beats the cache: an admin's ruling takes effect at once,
         # and a verdict it decided is never cached (it ends with the override).
         overridden = self.scanner.overridden(canonical, group)
-        if job.get("kind") != "rescan" and not overridden:
-            cached = self.cache.get(canonical.url)
-            if cached is not None:
-                self.cache_hits.inc()
-                return cached
-        verdict = self.scanner.scan(url, group=group)
+        hit = cached.get(canonical.url)
+        if job.get("kind") != "rescan" and not overridden and hit is not None:
+            self.cache_hits.inc()
+            return hit
+        verdict = self.scanner.scan(url, group=group, canonical=canonical)
         # The job's own time: a job replayed after a crash records nothing new.
         record_verdict(
             self.db, verdict, self.scanner.version, scanned_at=_job_time(job)
