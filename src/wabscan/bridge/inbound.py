@@ -163,6 +163,15 @@ class Inbound:
             )
             outcome = ("edit" if message.edited else "message") if jobs else "no-links"
             self.metrics.messages.labels(outcome).inc()
+            if jobs:
+                # The message id is what the scanner's, the reporter's and the
+                # outbox's lines share (docs/operations.md).
+                log.info(
+                    "links-queued group=%s message=%s links=%d",
+                    message.group,
+                    message.message_id,
+                    len(jobs),
+                )
             entries.extend((queue.SCAN, job.to_fields()) for job in jobs)
         await self._put(entries)
 

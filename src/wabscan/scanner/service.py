@@ -32,7 +32,7 @@ from wabscan.storage import (
     record_verdict,
     transaction,
 )
-from wabscan.verdict import Verdict
+from wabscan.verdict import Level, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,14 @@ class ScannerUnit:
                         seen_at=now,
                     )
                 self.links.labels(verdict.level.value).inc()
-                log.info(
+                # Flagged links at info (they lead to replies an operator may
+                # trace); benign ones at debug: at hundreds of links a second
+                # they cost a sixth of the unit's time (py-spy) and would hit
+                # journald's per-unit rate limit.
+                log.log(
+                    logging.INFO
+                    if verdict.level is not Level.BENIGN
+                    else logging.DEBUG,
                     "verdict scan=%s host=%s level=%s score=%.0f",
                     job.get("job", entry.id),
                     _domain(verdict.canonical),
