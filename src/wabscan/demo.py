@@ -79,13 +79,23 @@ class Posted:
     message_id: str
 
 
+@dataclass
+class DemoResult:
+    posted: list[Posted]
+    sent: list[SentMessage]
+
+    def replies_to(self, message: ChatMessage) -> list[SentMessage]:
+        ids = {p.message_id for p in self.posted if p.message is message}
+        return [s for s in self.sent if s.quote in ids]
+
+
 def run_demo(
     chat_file: Path | None = None,
     state: Path | None = None,
     console: Console | None = None,
     verbose: bool = False,
-) -> int:
-    """Run the demo; returns the number of warnings the bot sent."""
+) -> DemoResult:
+    """Run the demo; what was posted and what the bot sent."""
     console = console or Console()
     chat = parse_chat(chat_file or demo_data("family-group.txt"))
     people = [m for m in chat.messages if not m.system and m.author]
@@ -106,7 +116,7 @@ def run_demo(
         try:
             appliance.start()
             _wait_ready(appliance)
-            sent = _play(appliance, config, chat.messages, admin, console)
+            result = _play(appliance, config, chat.messages, admin, console)
         except TimeoutError as exc:
             hint = "run with --verbose for the units' logs"
             raise DemoError(f"demo: {exc} ({hint})") from None
@@ -115,7 +125,7 @@ def run_demo(
             log.close()
             if verbose:
                 console.print((state / "appliance.log").read_text(), markup=False)
-        return len(sent)
+        return result
 
 
 def _import_demo_feeds(database: Path) -> None:
@@ -149,7 +159,7 @@ def _play(
     messages: list[ChatMessage],
     admin: str,
     console: Console,
-) -> list[SentMessage]:
+) -> DemoResult:
     from wabscan.bridge.local import transport_file
 
     chat = LocalChat(transport_file(config))
@@ -177,7 +187,7 @@ def _play(
         client.close()
 
     _print(console, messages, posted, sent, admin, enable)
-    return sent
+    return DemoResult(posted, sent)
 
 
 def _wait_idle(chat: LocalChat, client: redis.Redis, timeout: float = 90.0) -> None:
