@@ -121,3 +121,28 @@ def test_bad_configuration_is_named(tmp_path: Path) -> None:
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def test_passwords_in_links_are_never_shown_or_stored(tmp_path: Path) -> None:
+    result = wabscan(tmp_path, "scan", "--json", "https://admin:hunter2@bank.example/")
+    assert "hunter2" not in result.stdout
+    assert json.loads(result.stdout)["url"] == "https://admin@bank.example/"
+
+
+def test_control_characters_in_a_chat_cannot_reach_the_terminal(tmp_path: Path) -> None:
+    chat = _write(
+        tmp_path / "chat.txt",
+        b"01/02/2024, 10:00 - Evil\x1b[2J: see https://example.com/\n",
+    )
+    result = wabscan(tmp_path, "scan-chat", "--show-authors", str(chat))
+    assert result.returncode == 0, result.stderr
+    assert "\x1b[2J" not in result.stdout
+    assert "\\x1b" in result.stdout
+
+
+def test_an_unparseable_link_is_a_one_line_error_too(tmp_path: Path) -> None:
+    result = wabscan(tmp_path, "scan", "garbage")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "wabscan: garbage: URL 'garbage' has no scheme such as https://"
+    )

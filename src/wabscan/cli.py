@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -80,7 +81,14 @@ def scan(ctx: Context, urls: tuple[str, ...], as_json: bool) -> None:
             for target in targets:
                 rows.append(_scan_one(scanner, target))
     _render(rows, as_json, chat=False)
-    if any(row.get("error") for row in rows):
+    invalid = [row for row in rows if row.get("error")]
+    if invalid:
+        first = invalid[0]
+        click.echo(
+            f"wabscan: {_clip(first['url'])}: {first['error']}"
+            + (f" (and {len(invalid) - 1} more)" if len(invalid) > 1 else ""),
+            err=True,
+        )
         sys.exit(2)
 
 
@@ -192,7 +200,10 @@ def feeds_import(ctx: Context, file: str, source: str, category: str) -> None:
         def report(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        result = import_feed(db, file, source, category, progress=report)
+        # The absolute path: the maintenance timer re-reads the file from
+        # another working directory.
+        path = os.path.abspath(file)
+        result = import_feed(db, path, source, category, progress=report)
     click.echo(
         f"{source}: {result.added} added, {result.removed} removed, "
         f"{result.unchanged} unchanged, {result.skipped} skipped"
@@ -333,10 +344,21 @@ def run_all(ctx: Context, transport: str | None) -> None:
     write_config(appliance.config_file, settings)
     addresses = dataclasses.asdict(config.listen)
 
+    if appliance.redis_running():
+        raise InputError(
+            str(state), "another wabscan run is using this state directory"
+        )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    appliance.start(addresses=addresses)
+    try:
+        appliance.start(addresses=addresses)
+    except OSError as exc:
+        appliance.stop()
+        raise InputError("listen", f"cannot bind a unit's socket: {exc}") from None
+    except BaseException:
+        appliance.stop()
+        raise
     click.echo(
         "wabscan: running "
         + ", ".join(f"{unit} on {addresses[unit]}" for unit in appliance.children)
@@ -418,6 +440,21 @@ def _scan_one(scanner: Any, url: str) -> dict[str, Any]:
     return row
 
 
+def _clip(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def _safe(text: str) -> str:
+    """Text from a chat or a URL, fit for a terminal: control characters (a
+    crafted contact name could carry ESC sequences) become visible escapes,
+    and rich markup is escaped."""
+    cleaned = "".join(
+        ch if ch == "\n" or unicodedata.category(ch) != "Cc" else f"\\x{ord(ch):02x}"
+        for ch in text
+    )
+    return escape(cleaned)
+
+
 def _render(
     rows: list[dict[str, Any]], as_json: bool, chat: bool, show_authors: bool = False
 ) -> None:
@@ -439,16 +476,20 @@ def _render(
         # Eight hex digits tell a chat's members apart; --json has all 16.
         author = row.get("author", "")
         short = author[:8] if not show_authors and len(author) == 16 else author
-        cells = [row.get("time", ""), escape(short)] if chat else []
+        cells = [row.get("time", ""), _safe(short)] if chat else []
         if "error" in row:
-            cells += ["[red]invalid[/]", "", f"{escape(row['url'])}\n{row['error']}"]
+            cells += [
+                "[red]invalid[/]",
+                "",
+                f"{_safe(_clip(row['url']))}\n{row['error']}",
+            ]
         else:
             level = Level(row["verdict"])
-            reasons = "\n".join(f"[dim]· {escape(r)}[/]" for r in row["reasons"])
+            reasons = "\n".join(f"[dim]· {_safe(r)}[/]" for r in row["reasons"])
             cells += [
                 f"[{LEVEL_STYLE[level]}]{level.value}[/]",
                 f"{row['score']:.0f}",
-                f"{escape(row['url'])}\n{reasons}",
+                f"{_safe(row['url'])}\n{reasons}",
             ]
         table.add_row(*cells)
     console.print(table)

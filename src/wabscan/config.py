@@ -132,7 +132,20 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
     config: Config = _build(Config, data, str(candidate), "")
     config.source = str(candidate)
+    for name in ("bridge", "scanner", "reporter"):
+        _check_address(getattr(config.listen, name), str(candidate), f"listen.{name}")
     return config
+
+
+def _check_address(address: str, where: str, name: str) -> None:
+    """``host:port`` (``[v6]:port``) with a port from 1 to 65535, or ``unix:PATH``."""
+    if address.startswith("unix:") and len(address) > len("unix:"):
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            where, f"{name}: expected host:port or unix:/path, got {address!r}"
+        )
 
 
 def _build(cls: Any, data: dict[str, Any], where: str, prefix: str) -> Any:

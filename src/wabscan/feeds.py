@@ -209,8 +209,8 @@ class ParsedFeed(Iterator[FeedEntry]):
             stripped = text.strip()
             if number == header_line or not stripped or stripped.startswith("#"):
                 continue
-            row = next(csv.reader([stripped]))
             try:
+                row = _csv_fields(stripped)
                 if len(row) <= column:
                     raise _Skip(f"no column {column + 1}")
                 kind, value, host = _entry(row[column].strip())
@@ -268,6 +268,15 @@ def _decode(where: str, data: bytes) -> str:
 _CSV_HEADER_NAMES: Final = ("domain", "host", "hostname", "url", "site", "ip")
 
 
+def _csv_fields(line: str) -> list[str]:
+    # The csv module refuses fields over 128 KiB with csv.Error: such a line
+    # is not an entry, whatever else the file holds.
+    try:
+        return next(csv.reader([line]))
+    except csv.Error as exc:
+        raise _Skip(f"not a CSV line: {exc}") from None
+
+
 def _csv_column(lines: list[str]) -> tuple[int, int] | None:
     """Which column holds the entries and which line is the header, if CSV.
 
@@ -281,7 +290,10 @@ def _csv_column(lines: list[str]) -> tuple[int, int] | None:
             continue
         if "," not in stripped:
             return None
-        fields = [f.strip().lower() for f in next(csv.reader([stripped]))]
+        try:
+            fields = [f.strip().lower() for f in _csv_fields(stripped)]
+        except _Skip:
+            return None
         for name in _CSV_HEADER_NAMES:
             if name in fields:
                 return fields.index(name), number

@@ -13,6 +13,7 @@ The schema is upgraded by numbered migrations, each applied in its own
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import idna
+from publicsuffixlist import PublicSuffixList
 from sqlite_utils import Database
 
 from wabscan.errors import InputError, WabscanError
@@ -583,7 +585,18 @@ def normalise_override_value(kind: str, value: str) -> str:
             ) from None
     if not value:
         raise InputError("override value", "must not be empty")
+    if kind != "url" and _public_suffixes().is_public(value):
+        # "com" or "github.io" belongs to everyone: an override there would
+        # silence (or flag) every site under it.
+        raise InputError(
+            "override value", f"{value!r} is a public suffix, not a site's domain"
+        )
     return value
+
+
+@functools.cache
+def _public_suffixes() -> PublicSuffixList:
+    return PublicSuffixList()
 
 
 def add_override(

@@ -78,6 +78,17 @@ class LocalAppliance:
 
     # -- Redis --------------------------------------------------------------
 
+    def redis_running(self) -> bool:
+        """Whether a Redis already answers on this state directory's socket
+        (another ``wabscan run``); starting a second would take its socket."""
+        if not self.redis_socket.exists():
+            return False
+        try:
+            with redis.Redis(unix_socket_path=str(self.redis_socket)) as probe:
+                return bool(probe.ping())
+        except redis.RedisError:
+            return False
+
     def start_redis(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:

@@ -33,6 +33,7 @@ from wabscan.config import Config
 from wabscan.jobs import KIND_CHECK, KIND_EDIT, KIND_MESSAGE, OutboxMessage, ScanJob
 from wabscan.links import extract_links
 from wabscan.privacy import author_hash
+from wabscan.scanner.canonical import without_password
 from wabscan.serial import SerialDatabase
 from wabscan.storage import format_time, utc_now
 
@@ -78,7 +79,8 @@ def scan_jobs(
             group=message.group,
             message=message.message_id,
             sender=sender,
-            url=link.url,
+            # No password of a link ever reaches Redis (its AOF) or SQLite.
+            url=without_password(link.url),
             index=index,
             count=count,
             at=at,

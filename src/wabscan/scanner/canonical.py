@@ -509,3 +509,27 @@ def _suffixes(*, icann_only: bool) -> PublicSuffixList:
     # Built once per process from the list bundled with the package; nothing
     # is downloaded.
     return PublicSuffixList(only_icann=icann_only)
+
+
+def without_password(url: str) -> str:
+    """``url`` as written, less any password in its user info.
+
+    What wabscan stores, logs or shows of a link never carries a secret that
+    was in it (``https://admin:hunter2@host/`` becomes
+    ``https://admin@host/``); the user name stays, since it is evidence
+    (``https://www.bank.com@evil.example/``).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority_end = len(rest)
+    for mark in "/?#":
+        found = rest.find(mark)
+        if found != -1:
+            authority_end = min(authority_end, found)
+    authority = rest[:authority_end]
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}@{host}{rest[authority_end:]}"

@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from wabscan.scanner import hosts, scoring
 from wabscan.scanner.brands import PROTECTED_BRANDS
-from wabscan.scanner.canonical import CanonicalURL, InvalidURL, canonicalize
+from wabscan.scanner.canonical import (
+    CanonicalURL,
+    InvalidURL,
+    canonicalize,
+    without_password,
+)
 from wabscan.scanner.signals import redirect_target, url_signals
 from wabscan.verdict import Level, Signal, Verdict
 
@@ -111,7 +116,7 @@ class Scanner:
             "No warning signs in wabscan's local checks.",
         )
         return Verdict(
-            url=url,
+            url=without_password(url),
             canonical=canonical.url,
             level=level,
             score=score,
