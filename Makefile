@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench test-appliance
 
 setup:
 	./scripts/bootstrap
@@ -22,3 +22,8 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/local_verdicts.py
+
+# The units under a real systemd in an nspawn container (root;
+# docs/appliance-tests.md). CI runs it after `make test`.
+test-appliance: setup
+	$(BIN)/pytest -m appliance tests/appliance

@@ -1,0 +1,1 @@
+"""The appliance under a real systemd (nspawn); see docs/appliance-tests.md."""
