@@ -74,3 +74,15 @@ def test_every_key_is_documented() -> None:
                 assert f"| `{inner.name}` |" in text, f"{top.name}.{inner.name}"
         else:
             assert f"| `{top.name}` |" in text, top.name
+
+
+@pytest.mark.parametrize("address", ["nonsense", "127.0.0.1:", "host:70000", ":80"])
+def test_listen_addresses_are_checked(tmp_path: Path, address: str) -> None:
+    path = write(tmp_path, f'[listen]\nbridge = "{address}"\n')
+    with pytest.raises(ConfigError, match=r"listen\.bridge"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:0", "[::1]:9471", "unix:/run/w.sock"])
+def test_good_listen_addresses_pass(tmp_path: Path, address: str) -> None:
+    assert load_config(write(tmp_path, f'[listen]\nbridge = "{address}"\n'))

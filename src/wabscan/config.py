@@ -138,11 +138,11 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 
 def _check_address(address: str, where: str, name: str) -> None:
-    """``host:port`` (``[v6]:port``) with a port from 1 to 65535, or ``unix:PATH``."""
+    """``host:port`` (``[v6]:port``; port 0 picks a free one) or ``unix:PATH``."""
     if address.startswith("unix:") and len(address) > len("unix:"):
         return
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ConfigError(
             where, f"{name}: expected host:port or unix:/path, got {address!r}"
         )
