@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench test-appliance
+.PHONY: setup demo test lint bench test-appliance test-soak
 
 setup:
 	./scripts/bootstrap
@@ -27,3 +27,7 @@ bench: setup
 # docs/appliance-tests.md). CI runs it after `make test`.
 test-appliance: setup
 	$(BIN)/pytest -m appliance tests/appliance
+
+# A 40-second seeded soak with kill -9 of the units (docs/soak.md).
+test-soak: setup
+	$(BIN)/pytest -m soak tests/test_soak.py

@@ -1639,9 +1639,11 @@ def _redis_data(observed: Observed, window: float) -> dict[str, Any]:
         "last_mb": last,
         "peak_mb": max(used, default=0.0),
         "maxmemory_mb": limit,
+        # Then Redis refuses every write: the pipeline stops until it drains.
+        "reached_maxmemory": max(used, default=0.0) >= limit * 0.99,
         "growth_mb_per_hour": round(per_hour, 1),
         "hours_to_maxmemory": (
-            round((limit - last) / per_hour, 1) if per_hour > 0 else None
+            round(max(0.0, limit - last) / per_hour, 1) if per_hour > 0 else None
         ),
         "keys_last": keys[-1] if keys else 0,
     }
@@ -1895,6 +1897,7 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
         f"redis used_memory first={data['first_mb']} last={data['last_mb']} "
         f"maxmemory={data['maxmemory_mb']} MB, {data['growth_mb_per_hour']:+} MB/h, "
         f"hours to maxmemory={data['hours_to_maxmemory']} keys={data['keys_last']}"
+        + (" REACHED maxmemory" if data["reached_maxmemory"] else "")
     )
     lines.append(
         f"rss appliance peak={memory['appliance']['peak_mb']} MB "
