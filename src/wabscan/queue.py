@@ -15,15 +15,21 @@ list behind our back (they are then reclaimed, not lost, but later).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 import trio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
+
+    from wabscan.service import Unit
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +191,57 @@ class Consumer:
     def pending_sync(self) -> int:
         info = self.client.xpending(self.stream, self.group)
         return int(info.get("pending", 0)) if isinstance(info, dict) else 0
+
+
+CLAIM_EVERY = 15.0
+RETRY_DELAYS = (0.5, 1, 2, 5, 10)
+
+
+async def consume(
+    unit: Unit,
+    consumer: Consumer,
+    handle: Callable[[list[Entry]], Awaitable[None]],
+    *,
+    loop: str,
+    retryable: tuple[type[BaseException], ...] = UNAVAILABLE,
+    failures: Counter | None = None,
+) -> None:
+    """A unit's main loop over one stream, until the unit is stopping.
+
+    Beats the watchdog each round, claims entries other consumers left idle
+    every ``CLAIM_EVERY`` seconds (FIELD-NOTES: an abandoned XREADGROUP can
+    leave entries pending), hands each batch to ``handle``, and on a
+    retryable error backs off and re-reads its own pending entries: a batch
+    is acknowledged only by ``handle``, once its work is durable.
+    """
+    last_claim = 0.0
+    failed = 0
+    while not unit.stopping.is_set():
+        unit.notifier.beat(loop)
+        try:
+            if time.monotonic() - last_claim > CLAIM_EVERY:
+                claimed = await consumer.claim()
+                last_claim = time.monotonic()
+                if claimed:
+                    log.warning(
+                        "claimed stream=%s entries=%d", consumer.stream, len(claimed)
+                    )
+                    await handle(claimed)
+            batch = await consumer.read()
+            if batch:
+                await handle(batch)
+            failed = 0
+            unit.health.clear("batches")
+        except retryable as exc:
+            if failures is not None:
+                failures.inc()
+            delay = RETRY_DELAYS[min(failed, len(RETRY_DELAYS) - 1)]
+            failed += 1
+            unit.health.problem("batches", f"a batch failed: {exc}")
+            unit.status(f"retrying ({exc.__class__.__name__})")
+            log.warning("batch-retry error=%r in=%ss", str(exc), delay)
+            consumer.rewind()
+            await trio.sleep(delay)
 
 
 def depth_sync(client: redis.Redis, stream: str, group: str) -> dict[str, int]:

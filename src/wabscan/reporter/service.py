@@ -44,10 +44,8 @@ from wabscan.storage import utc_now
 log = logging.getLogger(__name__)
 
 GROUP = "reporter"
-CLAIM_EVERY = 15.0
 RELEASE_EVERY = 5.0
 PURGE_EVERY = 3600.0
-RETRY_DELAYS = (0.5, 1, 2, 5, 10)
 # What a batch may meet and retry: Redis down or full, SQLite locked for
 # longer than its busy timeout.
 RETRYABLE = (*queue.UNAVAILABLE, sqlite3.OperationalError)
@@ -164,34 +162,14 @@ class ReporterUnit:
                 delay = min(delay * 2, 5.0)
 
     async def _verdict_loop(self) -> None:
-        unit = self.unit
-        last_claim = 0.0
-        failures = 0
-        while not unit.stopping.is_set():
-            unit.notifier.beat("verdicts")
-            try:
-                # FIELD-NOTES: an abandoned XREADGROUP can leave entries
-                # pending behind our back; claim idle ones periodically.
-                if time.monotonic() - last_claim > CLAIM_EVERY:
-                    claimed = await self.consumer.claim()
-                    last_claim = time.monotonic()
-                    if claimed:
-                        log.warning("claimed stream=verdict entries=%d", len(claimed))
-                        await self.handle(claimed)
-                batch = await self.consumer.read()
-                if batch:
-                    await self.handle(batch)
-                failures = 0
-                unit.health.clear("batches")
-            except RETRYABLE as exc:
-                self.failures.inc()
-                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
-                failures += 1
-                unit.health.problem("batches", f"a batch failed: {exc}")
-                unit.status(f"retrying ({exc.__class__.__name__})")
-                log.warning("batch-retry error=%r in=%ss", str(exc), delay)
-                self.consumer.rewind()
-                await trio.sleep(delay)
+        await queue.consume(
+            self.unit,
+            self.consumer,
+            self.handle,
+            loop="verdicts",
+            retryable=RETRYABLE,
+            failures=self.failures,
+        )
 
     async def handle(self, batch: list[queue.Entry]) -> None:
         """Record, decide, queue, then acknowledge one batch (see the module

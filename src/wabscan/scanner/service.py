@@ -37,8 +37,6 @@ from wabscan.verdict import Level, Verdict
 log = logging.getLogger(__name__)
 
 GROUP = "scanner"
-CLAIM_EVERY = 15.0
-RETRY_DELAYS = (0.5, 1, 2, 5, 10)
 
 
 class ScannerUnit:
@@ -96,31 +94,9 @@ class ScannerUnit:
         await self._connect()
         unit.ready(f"scanning; model {self.scanner.version}")
 
-        last_claim = 0.0
-        failures = 0
-        while not unit.stopping.is_set():
-            unit.notifier.beat("scan")
-            try:
-                if time.monotonic() - last_claim > CLAIM_EVERY:
-                    claimed = await self.consumer.claim()
-                    last_claim = time.monotonic()
-                    if claimed:
-                        log.warning("claimed stream=scan entries=%d", len(claimed))
-                        await self.handle(claimed)
-                batch = await self.consumer.read()
-                if batch:
-                    await self.handle(batch)
-                failures = 0
-                unit.health.clear("redis")
-            except queue.UNAVAILABLE as exc:
-                self.failures.inc()
-                delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
-                failures += 1
-                unit.health.problem("redis", f"Redis refused a call: {exc}")
-                unit.status(f"waiting for Redis ({exc.__class__.__name__})")
-                log.warning("batch-retry error=%r in=%ss", str(exc), delay)
-                self.consumer.rewind()
-                await trio.sleep(delay)
+        await queue.consume(
+            unit, self.consumer, self.handle, loop="scan", failures=self.failures
+        )
 
     async def _connect(self) -> None:
         delay = 0.2
