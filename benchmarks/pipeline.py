@@ -90,25 +90,27 @@ def wait_ready(appliance: LocalAppliance) -> None:
                 time.sleep(0.1)
 
 
-def outbox_by_quote(client: redis.Redis) -> dict[str, int]:
-    """Message id -> the ms its reply entered the outbox."""
-    out: dict[str, int] = {}
-    for entry_id, fields in client.xrange(queue.OUTBOX):
-        message = OutboxMessage.from_fields(fields)
-        if message.quote:
-            out.setdefault(message.quote, int(entry_id.split("-")[0]))
-    return out
+class Streams:
+    """What went through the ``scan`` and ``outbox`` streams, read through
+    a consumer group of the benchmark's own (the units delete entries once
+    every group has acknowledged them). A stream id is the ms it was added."""
 
+    def __init__(self, client: redis.Redis) -> None:
+        self.observer = queue.Observer(client, [queue.SCAN, queue.OUTBOX], "bench")
+        self.scanned: dict[str, int] = {}  # message id -> ms its job was queued
+        self.replied: dict[str, int] = {}  # quoted message id -> ms of its reply
+        self.outbox = 0
 
-def scan_by_message(client: redis.Redis) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for entry_id, fields in client.xrange(queue.SCAN):
-        out.setdefault(fields.get("message", ""), int(entry_id.split("-")[0]))
-    return out
-
-
-def decided(client: redis.Redis) -> int:
-    return int(client.xlen(queue.OUTBOX))
+    def poll(self) -> None:
+        for stream, entry in self.observer.read():
+            at = int(entry.id.split("-")[0])
+            if stream == queue.SCAN:
+                self.scanned.setdefault(entry.fields.get("message", ""), at)
+                continue
+            self.outbox += 1
+            quote = OutboxMessage.from_fields(entry.fields).quote
+            if quote:
+                self.replied.setdefault(quote, at)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -149,6 +151,7 @@ def run(appliance: LocalAppliance, config: object, args: argparse.Namespace) -> 
     wait_ready(appliance)
     chat = LocalChat(transport_file(config))  # type: ignore[arg-type]
     client = redis.Redis.from_url(appliance.redis_url, decode_responses=True)
+    streams = Streams(client)
     groups = [f"bench-{g}" for g in range(GROUPS)]
     for group in groups:
         chat.add_bot(group, group)
@@ -173,15 +176,16 @@ def run(appliance: LocalAppliance, config: object, args: argparse.Namespace) -> 
         text = f"look http://m{n}.{BAD}/login?id={n}"
         posted[chat.post(group, "15550001111", text)] = time.time() * 1000
     deadline = time.monotonic() + 120
-    while len(outbox_by_quote(client)) < count + GROUPS and time.monotonic() < deadline:
+    while len(streams.replied) < count + GROUPS and time.monotonic() < deadline:
+        streams.poll()
         time.sleep(0.2)
-    replies = outbox_by_quote(client)
-    scans = scan_by_message(client)
+    replies, scans = streams.replied, streams.scanned
     from_bridge = [replies[m] - scans[m] for m in posted if m in replies and m in scans]
     from_post = [replies[m] - t for m, t in posted.items() if m in replies]
 
     # Throughput: a burst of messages with several links each.
-    before = decided(client)
+    streams.poll()
+    before = streams.outbox
     links = args.burst * args.links_per_message
     start = time.perf_counter()
     for n in range(args.burst):
@@ -190,10 +194,11 @@ def run(appliance: LocalAppliance, config: object, args: argparse.Namespace) -> 
         )
         chat.post(groups[n % GROUPS], "15550002222", body)
     deadline = time.monotonic() + 600
-    while decided(client) < before + args.burst and time.monotonic() < deadline:
+    while streams.outbox < before + args.burst and time.monotonic() < deadline:
+        streams.poll()
         time.sleep(0.05)
     took = time.perf_counter() - start
-    done = decided(client) - before
+    done = streams.outbox - before
     sampler.running = False
     chat.close()
 

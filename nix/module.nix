@@ -236,7 +236,7 @@ in
         Redis `maxmemory`, in MiB. Derived from the Redis unit's MemoryMax:
         half of it, because an AOF rewrite forks and the child's
         copy-on-write pages are charged to the same cgroup. The policy is
-        always `noeviction`, the only one that never deletes a stream.
+        always `volatile-lru`: cached verdicts give way, streams never.
       '';
     };
 

@@ -1,7 +1,7 @@
 """Fixtures shared by the tests: a real redis-server, a real SQLite file, data.
 
 Redis is never faked: the cache and the queues depend on its exact replies
-(TTLs, OOM errors under noeviction, SCAN), so the tests start the same
+(TTLs, OOM errors at maxmemory, SCAN), so the tests start the same
 ``redis-server`` the appliance runs, on a unix socket in a temporary folder.
 """
 
@@ -58,8 +58,8 @@ class RedisServer:
                 "run ./scripts/bootstrap",
                 pytrace=False,
             )
-        # The same settings as the appliance's redis unit: no persistence,
-        # unix socket only, and noeviction (an LRU policy would drop streams).
+        # The appliance's redis unit's settings, but no persistence: unix
+        # socket only, volatile-lru (only the cache, which has TTLs, may go).
         self.process = subprocess.Popen(
             [
                 executable,
@@ -76,7 +76,7 @@ class RedisServer:
                 "--maxmemory",
                 "64mb",
                 "--maxmemory-policy",
-                "noeviction",
+                "volatile-lru",
                 "--dir",
                 str(self.directory),
                 "--logfile",

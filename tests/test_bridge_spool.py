@@ -1,7 +1,7 @@
 """The spool: nothing the bridge produces is lost while Redis refuses it.
 
 A real redis-server is stopped and started again under the test, and filled
-up under ``noeviction``; the spool is a real SQLite file.
+up at ``maxmemory``; the spool is a real SQLite file.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def test_redis_down_spools_in_order_and_replays_once(
     assert _stream_jobs(private_redis.url) == [f"g@g.us/m{n}/0" for n in range(1, 44)]
 
 
-def test_out_of_memory_under_noeviction_spools_instead_of_dropping(
+def test_out_of_memory_spools_instead_of_dropping(
     private_redis: RedisServer, tmp_path: Path
 ) -> None:
     admin = redis.Redis.from_url(private_redis.url)

@@ -179,7 +179,7 @@ def test_redis_down_degrades_to_misses_and_warns_once(
 
 
 def test_full_redis_is_survived(redis_client: redis.Redis) -> None:
-    # noeviction: a full server refuses writes; the cache must shrug.
+    # Nothing evictable left: a full server refuses writes; the cache must shrug.
     cache = VerdictCache(redis_client, TTLS, "m1")
     redis_client.config_set("maxmemory", "1")
     try:

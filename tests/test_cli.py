@@ -146,3 +146,44 @@ def test_an_unparseable_link_is_a_one_line_error_too(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "wabscan: garbage: URL 'garbage' has no scheme such as https://"
     )
+
+
+def test_soak_refuses_a_bad_duration_in_one_line(tmp_path: Path) -> None:
+    result = wabscan(
+        tmp_path, "soak", "--duration", "ten minutes", "--out", str(tmp_path)
+    )
+    one_line_error(result, "--duration", "10m")
+    assert not (tmp_path / "soak.json").exists()
+
+
+def test_soak_compare_prints_two_reports_side_by_side(tmp_path: Path) -> None:
+    def report(seed: int, lost: int) -> Path:
+        path = tmp_path / f"r{seed}.json"
+        body = {
+            "run": {"seed": seed, "duration_s": 600, "shape": {"rate": 20}},
+            "accounting": {"balanced": lost == 0, "replies_lost": lost},
+        }
+        path.write_text(json.dumps(body))
+        return path
+
+    result = wabscan(tmp_path, "soak-compare", str(report(1, 0)), str(report(2, 3)))
+    assert result.returncode == 0, result.stderr
+    assert "same traffic: no" in result.stdout
+    assert any(
+        line.split()[-3:] == ["0", "3", "+3.0"]
+        for line in result.stdout.splitlines()
+        if line.startswith("replies lost")
+    ), result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [("{not json", ("bad.json", "not a soak report")), ("[1, 2]", ("bad.json",))],
+)
+def test_soak_compare_names_a_file_that_is_not_a_report(
+    tmp_path: Path, content: str, words: tuple[str, ...]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    result = wabscan(tmp_path, "soak-compare", str(bad), str(bad))
+    one_line_error(result, *words)

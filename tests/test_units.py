@@ -25,9 +25,12 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
+import redis
 
 UNITS = Path(__file__).resolve().parents[1] / "units"
 UNIT_SUFFIXES = (".service", ".socket", ".timer", ".slice")
@@ -160,9 +163,14 @@ def test_trio_services_are_supervised(units: dict[str, Unit], service: str) -> N
     assert value(unit, "Install", "WantedBy") == "multi-user.target"
 
     requires = " ".join(unit["Unit"].get("Requires", [])).split()
+    wants = " ".join(unit["Unit"].get("Wants", [])).split()
     after = " ".join(unit["Unit"].get("After", [])).split()
     for dependency in (f"wabscan-{service}.socket", "wabscan-redis.service"):
-        assert dependency in requires and dependency in after, dependency
+        assert dependency in after, dependency
+    assert f"wabscan-{service}.socket" in requires
+    # Redis is wanted, not required: its restart must not restart the unit.
+    assert "wabscan-redis.service" in wants
+    assert "wabscan-redis.service" not in requires
 
     credentials = unit["Service"].get("LoadCredential", [])
     assert any(c.startswith("author-key:") for c in credentials)
@@ -253,7 +261,8 @@ def test_redis_is_tuned_for_streams(
     units: dict[str, Unit], redis_conf: dict[str, str]
 ) -> None:
     unit = units["wabscan-redis.service"]
-    assert redis_conf["maxmemory-policy"] == "noeviction"
+    # Only keys with a TTL (the verdict cache) may be evicted, never a stream.
+    assert redis_conf["maxmemory-policy"] == "volatile-lru"
     assert redis_conf["appendonly"] == "yes"
     assert redis_conf["appendfsync"] == "everysec"
     assert redis_conf["port"] == "0"
@@ -271,6 +280,55 @@ def test_redis_is_tuned_for_streams(
     memory_max = size(value(unit, "Service", "MemoryMax"))
     assert maxmemory * 4 <= memory_max * 3, (maxmemory, memory_max)
     assert '--logfile ""' in value(unit, "Service", "ExecStart")
+    # Logged through syslog with levels; the unlevelled stdout copy dropped,
+    # stderr (fatal configuration errors) kept.
+    assert redis_conf["syslog-enabled"] == "yes"
+    assert value(unit, "Service", "StandardOutput") == "null"
+    assert value(unit, "Service", "StandardError") == "journal"
+
+
+def test_redis_accepts_its_configuration_file() -> None:
+    """The real redis-server reads units/redis/wabscan-redis.conf: a setting
+    it does not know, or a value it refuses, stops the appliance's Redis
+    from starting at all."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail("redis-server is not installed: run ./scripts/bootstrap")
+    conf = UNITS / "redis" / "wabscan-redis.conf"
+    # Started with the file, a throwaway dir and socket: it serves, or exits
+    # naming the line it refused.
+    with tempfile.TemporaryDirectory(prefix="wabscan-conf-", dir="/tmp") as tmp:
+        sock = Path(tmp) / "redis.sock"
+        # Redis changes into `dir` as it reads the file, before any override
+        # on the command line: the copy names the throwaway one.
+        text = conf.read_text(encoding="utf-8")
+        copy = Path(tmp) / conf.name
+        copy.write_text(
+            text.replace("\ndir /var/lib/wabscan-redis\n", f"\ndir {tmp}\n")
+        )
+        assert copy.read_text() != text
+        argv = [server, str(copy), "--unixsocket", str(sock)]
+        argv += ["--supervised", "no", "--syslog-enabled", "no", "--logfile", ""]
+        process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while not sock.exists():
+                if process.poll() is not None:
+                    pytest.fail(
+                        f"redis-server refused {conf.name}:\n{process.stdout.read()}"
+                    )  # type: ignore[union-attr]
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+            client = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+            assert client.config_get("maxmemory-policy") == {
+                "maxmemory-policy": "volatile-lru"
+            }
+            client.close()
+        finally:
+            process.terminate()
+            process.wait(10)
 
 
 def test_maintenance_runs_from_its_timer(units: dict[str, Unit]) -> None:

@@ -158,8 +158,8 @@ class VerdictCache:
         try:
             pipe.execute()
         except redis.RedisError as exc:
-            # Includes OutOfMemoryError: Redis runs with noeviction (the
-            # streams need it), so a full server refuses the write; the
+            # Includes OutOfMemoryError: with no cached verdict left to
+            # evict (volatile-lru), a full server refuses the write; the
             # verdict is already durable in SQLite.
             self._failed("put", exc)
             return

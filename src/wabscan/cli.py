@@ -15,6 +15,7 @@ import sys
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -307,11 +308,76 @@ def demo(chat_file: str | None, verbose: bool) -> None:
     """Run the whole appliance on a sample group conversation and show it,
     with the bot's replies (local WhatsApp transport, nothing leaves the
     machine)."""
-    from pathlib import Path
-
     from wabscan.demo import run_demo
 
     run_demo(Path(chat_file) if chat_file else None, verbose=verbose)
+
+
+@cli.command()
+@click.option(
+    "--seed", type=int, default=1, show_default=True, help="Same seed, same traffic."
+)
+@click.option(
+    "--duration", default="10m", show_default=True, help="90s, 10m, 6h or 3d."
+)
+@click.option(
+    "--rate", type=float, default=20.0, show_default=True, help="Messages a second."
+)
+@click.option("--groups", type=int, default=12, show_default=True)
+@click.option("--chaos", is_flag=True, help="kill -9 the units (and Redis) in turn.")
+@click.option(
+    "--chaos-every", default="60s", show_default=True, help="Mean time between kills."
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("soak-report"),
+    show_default=True,
+    help="Where soak.json and soak.png go.",
+)
+@click.option("--no-limits", is_flag=True, help="No memory cgroups, even as root.")
+@click.option("--keep-state", is_flag=True, help="Keep the run's database and logs.")
+@click.option("--drain-timeout", default="3m", show_default=True)
+def soak(
+    seed: int,
+    duration: str,
+    rate: float,
+    groups: int,
+    chaos: bool,
+    chaos_every: str,
+    out: Path,
+    no_limits: bool,
+    keep_state: bool,
+    drain_timeout: str,
+) -> None:
+    """Drive the whole appliance with seeded group traffic and account for
+    every link and reply (docs/soak.md). Exit status 1 if anything was lost
+    or doubled."""
+    from wabscan.soak import options_from, run_interactive
+
+    options = options_from(
+        seed=seed,
+        duration=duration,
+        rate=rate,
+        groups=groups,
+        chaos=chaos,
+        chaos_every=chaos_every,
+        out=out,
+        limits=not no_limits,
+        keep_state=keep_state,
+        drain_timeout=drain_timeout,
+    )
+    raise click.exceptions.Exit(run_interactive(options))
+
+
+@cli.command("soak-compare")
+@click.argument("first", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("second", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def soak_compare(first: Path, second: Path) -> None:
+    """Two soak reports (soak.json) side by side."""
+    from wabscan.soak import compare_files
+
+    click.echo(compare_files(first, second))
 
 
 @cli.command("run")

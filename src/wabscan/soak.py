@@ -26,7 +26,6 @@ without running the scanner.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import heapq
@@ -997,8 +996,8 @@ class Samples:
 
 class Sampler(threading.Thread):
     """Samples the appliance once a second, and reads the ``scan`` and
-    ``verdict`` streams with plain XREAD (no consumer group is disturbed)
-    to see every job id go by."""
+    ``verdict`` streams through a consumer group of its own
+    (:class:`queue.Observer`) to see every job id go by."""
 
     def __init__(
         self, appliance: LocalAppliance, client: redis.Redis, started: float
@@ -1011,7 +1010,7 @@ class Sampler(threading.Thread):
         self.jobs: dict[str, set[str]] = {s: set() for s, _ in STREAMS}
         self.entries: Counter[str] = Counter()
         self.lock = threading.Lock()
-        self._last = {s: "0-0" for s, _ in STREAMS}
+        self.observer = queue.Observer(client, [s for s, _ in STREAMS], "soak")
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -1024,6 +1023,7 @@ class Sampler(threading.Thread):
         self._halt.set()
         self.join()
         self.sample()
+        self.observer.close()
 
     def sample(self) -> None:
         with self.lock:
@@ -1048,16 +1048,9 @@ class Sampler(threading.Thread):
                 self._observe()
 
     def _observe(self) -> None:
-        while True:
-            streams: Any = dict(self._last)
-            reply: Any = self.client.xread(streams, count=2000)
-            if not reply:
-                return
-            for stream, items in reply:
-                for entry_id, fields in items:
-                    self._last[stream] = entry_id
-                    self.entries[stream] += 1
-                    self.jobs[stream].add(fields.get("job", ""))
+        for stream, entry in self.observer.read():
+            self.entries[stream] += 1
+            self.jobs[stream].add(entry.fields.get("job", ""))
 
 
 def rss_mb(pid: int | None) -> float:
@@ -1621,10 +1614,10 @@ def _memory(
 
 
 def _redis_data(observed: Observed, window: float) -> dict[str, Any]:
-    """What Redis holds against its ``maxmemory``: streams are trimmed only at
-    ``MAXLEN`` entries and cached verdicts live for hours to days, so it grows
-    for hours; at ``maxmemory`` (noeviction) writes fail. The growth rate of
-    the run says when that would come."""
+    """What Redis holds against its ``maxmemory``. Streams hold only work in
+    flight; cached verdicts live for hours to days, so the data grows until
+    ``maxmemory`` and from then on the least recently used cached verdicts
+    are evicted (``volatile-lru``). The growth rate says when that starts."""
     t, used = observed.samples.t, observed.samples.redis_used_mb
     end = observed.traffic_s
     first = _median([u for s, u in zip(t, used, strict=True) if s <= window and u >= 0])
@@ -1999,48 +1992,33 @@ def run_interactive(options: SoakOptions) -> int:
 
 
 def compare_files(first: Path, second: Path) -> str:
-    """``compare`` of two ``soak.json`` files, as text to print."""
-    a, b = (json.loads(path.read_text(encoding="utf-8")) for path in (first, second))
-    return "\n".join(compare(a, b))
+    """``compare`` of two ``soak.json`` files, as text to print.
+
+    Raises:
+        InputError: a file that is not a soak report.
+    """
+    reports = []
+    for path in (first, second):
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(str(path), f"not a soak report: {exc}") from None
+        if not isinstance(report, dict) or "accounting" not in report:
+            raise InputError(str(path), "not a soak report (no accounting)")
+        reports.append(report)
+    return "\n".join(compare(*reports))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m wabscan.soak [options]``, or ``... compare A.json B.json``
-    (``wabscan soak`` and ``wabscan soak-compare`` once the CLI has them)."""
+    """``python -m wabscan.soak [options]`` is ``wabscan soak [options]``;
+    ``python -m wabscan.soak compare A B`` is ``wabscan soak-compare A B``."""
+    from wabscan import cli
+
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["compare"] and len(args) == 3:
-        print(compare_files(Path(args[1]), Path(args[2])))
-        return 0
-    parser = argparse.ArgumentParser(prog="python -m wabscan.soak")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--duration", default="10m", help="90s, 10m, 6h, 3d")
-    parser.add_argument("--rate", type=float, default=20.0, help="messages/s")
-    parser.add_argument("--groups", type=int, default=12)
-    parser.add_argument("--chaos", action="store_true", help="kill -9 units in turn")
-    parser.add_argument("--chaos-every", default="60s", help="mean time between kills")
-    parser.add_argument("--out", type=Path, default=Path("soak-report"))
-    parser.add_argument("--no-limits", action="store_true", help="no memory cgroups")
-    parser.add_argument("--keep-state", action="store_true")
-    parser.add_argument("--drain-timeout", default="3m")
-    parsed = parser.parse_args(args)
-    try:
-        return run_interactive(
-            options_from(
-                seed=parsed.seed,
-                duration=parsed.duration,
-                rate=parsed.rate,
-                groups=parsed.groups,
-                chaos=parsed.chaos,
-                chaos_every=parsed.chaos_every,
-                out=parsed.out,
-                limits=not parsed.no_limits,
-                keep_state=parsed.keep_state,
-                drain_timeout=parsed.drain_timeout,
-            )
-        )
-    except WabscanError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    args = ["soak-compare", *args[1:]] if args[:1] == ["compare"] else ["soak", *args]
+    sys.argv = ["wabscan", *args]
+    cli.main()
+    return 0
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ class LocalAppliance:
                 "--maxmemory",
                 REDIS_MAXMEMORY,
                 "--maxmemory-policy",
-                "noeviction",
+                "volatile-lru",
                 "--logfile",
                 "",
             ],

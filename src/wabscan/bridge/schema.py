@@ -1,7 +1,7 @@
 """The bridge's own tables, as a numbered migration for ``storage``.
 
 - ``bridge_spool``: stream entries Redis refused (down, or out of memory
-  under ``noeviction``), kept in arrival order until they can be added.
+  at ``maxmemory``), kept in arrival order until they can be added.
   ``seq`` is AUTOINCREMENT so that a number is never reused after the rows
   before it were replayed and deleted: the replay marker kept in Redis
   (see ``spool``) compares sequence numbers.

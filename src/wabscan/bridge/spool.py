@@ -7,7 +7,7 @@ produces (scan jobs, and the replies to admin commands) goes through
 Redis or in the ``bridge_spool`` table.
 
 - While the spool is empty, entries go straight to Redis in one
-  ``MULTI``/``EXEC``: all or none, since under ``noeviction`` Redis refuses
+  ``MULTI``/``EXEC``: all or none, since at ``maxmemory`` Redis refuses
   the queued writes and ``EXEC`` aborts (FIELD-NOTES: ``XADD`` fails with
   an out-of-memory error while reads still work).
 - When Redis refuses (down, restarting, out of memory), the entries are
