@@ -2,7 +2,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench test-appliance test-soak
+.PHONY: setup demo test lint bench test-appliance test-appliance-qemu test-soak
 
 setup:
 	./scripts/bootstrap
@@ -27,6 +27,12 @@ bench: setup
 # docs/appliance-tests.md). CI runs it after `make test`.
 test-appliance: setup
 	$(BIN)/pytest -m appliance tests/appliance
+
+# The memory checks under cgroup v2, in a QEMU VM booted from the same root
+# (root; docs/appliance-qemu.md). About a minute with the caches warm; CI
+# runs it after test-appliance, whose root it reuses.
+test-appliance-qemu: setup
+	$(BIN)/pytest -m appliance_qemu tests/appliance/test_qemu.py
 
 # A 40-second seeded soak with kill -9 of the units (docs/soak.md).
 test-soak: setup

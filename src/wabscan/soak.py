@@ -981,7 +981,8 @@ class Samples:
     """Once a second: seconds since the start, RSS per process (MB), queue
     depth per stream (entries not delivered or not acknowledged), and what
     Redis says it holds: ``used_memory`` (MB, what ``maxmemory`` limits; its
-    RSS lags behind it) and its number of keys (mostly cached verdicts)."""
+    RSS lags behind it), its number of keys (mostly cached verdicts) and how
+    many keys it has evicted since it started (``evicted_keys``)."""
 
     t: list[float] = field(default_factory=list)
     rss_mb: dict[str, list[float]] = field(
@@ -992,6 +993,7 @@ class Samples:
     )
     redis_used_mb: list[float] = field(default_factory=list)
     redis_keys: list[int] = field(default_factory=list)
+    redis_evicted: list[int] = field(default_factory=list)
 
 
 class Sampler(threading.Thread):
@@ -1038,12 +1040,15 @@ class Sampler(threading.Thread):
                     depth = -1
                 self.samples.depth[stream].append(depth)
             try:
-                used = int(self.client.info("memory")["used_memory"]) / 2**20
+                info = self.client.info()
+                used = int(info["used_memory"]) / 2**20
+                evicted = int(info["evicted_keys"])
                 keys = int(self.client.dbsize())
             except redis.RedisError:
-                used, keys = -1.0, -1
+                used, keys, evicted = -1.0, -1, -1
             self.samples.redis_used_mb.append(round(used, 2))
             self.samples.redis_keys.append(keys)
+            self.samples.redis_evicted.append(evicted)
             with contextlib.suppress(redis.RedisError):
                 self._observe()
 
@@ -1443,6 +1448,7 @@ def build_report(
             "queue_depth": observed.samples.depth,
             "redis_used_mb": observed.samples.redis_used_mb,
             "redis_keys": observed.samples.redis_keys,
+            "redis_evicted": observed.samples.redis_evicted,
             "latency": series,
         },
     }
@@ -1627,18 +1633,20 @@ def _redis_data(observed: Observed, window: float) -> dict[str, Any]:
     limit = float(REDIS_MAXMEMORY.removesuffix("mb"))
     per_hour = (last - first) / max(end - window, 1.0) * 3600
     keys = [k for k in observed.samples.redis_keys if k >= 0]
+    evicted = [k for k in observed.samples.redis_evicted if k >= 0]
     return {
         "first_mb": first,
         "last_mb": last,
         "peak_mb": max(used, default=0.0),
         "maxmemory_mb": limit,
-        # Then Redis refuses every write: the pipeline stops until it drains.
+        # From then on Redis evicts cached verdicts to take new writes.
         "reached_maxmemory": max(used, default=0.0) >= limit * 0.99,
         "growth_mb_per_hour": round(per_hour, 1),
         "hours_to_maxmemory": (
             round(max(0.0, limit - last) / per_hour, 1) if per_hour > 0 else None
         ),
         "keys_last": keys[-1] if keys else 0,
+        "evicted_keys": evicted[-1] if evicted else 0,
     }
 
 
@@ -1889,7 +1897,8 @@ def summary_lines(report: Mapping[str, Any]) -> list[str]:
     lines.append(
         f"redis used_memory first={data['first_mb']} last={data['last_mb']} "
         f"maxmemory={data['maxmemory_mb']} MB, {data['growth_mb_per_hour']:+} MB/h, "
-        f"hours to maxmemory={data['hours_to_maxmemory']} keys={data['keys_last']}"
+        f"hours to maxmemory={data['hours_to_maxmemory']} keys={data['keys_last']} "
+        f"evicted={data['evicted_keys']}"
         + (" REACHED maxmemory" if data["reached_maxmemory"] else "")
     )
     lines.append(
@@ -1922,6 +1931,8 @@ _COMPARED: Final = (
     *((f"{p} RSS growth MB", ("memory", "units", p, "growth_mb")) for p in PROCESSES),
     ("appliance RSS peak MB", ("memory", "appliance", "peak_mb")),
     ("Redis used_memory MB/h", ("memory", "redis_data", "growth_mb_per_hour")),
+    ("Redis used_memory peak MB", ("memory", "redis_data", "peak_mb")),
+    ("Redis evicted keys", ("memory", "redis_data", "evicted_keys")),
     ("unplanned restarts", ("restarts", "unplanned")),
 )
 
