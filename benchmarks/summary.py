@@ -310,6 +310,8 @@ def main() -> int:
         "--verbose", action="store_true", help="print each benchmark's own output"
     )
     args = parser.parse_args()
+    if args.python is not None and not os.access(args.python, os.X_OK):
+        parser.error(f"--python {args.python}: not an executable file")
 
     python = args.python or clean_python(CLEAN_VENV)
     load_before = os.getloadavg()

@@ -38,6 +38,7 @@ from wabscan.soak import (
     generate,
     make_world,
     mute_periods,
+    options_from,
     parse_duration,
     run_soak,
     summary_lines,
@@ -169,6 +170,13 @@ def test_durations() -> None:
     for wrong in ("", "10x", "0s", "-1m"):
         with pytest.raises(InputError):
             parse_duration(wrong)
+
+
+def test_rates_must_be_finite_and_in_range() -> None:
+    assert options_from(rate=150).shape.rate == 150
+    for wrong in (0.0, -1.0, float("nan"), float("inf"), 1e9):
+        with pytest.raises(InputError, match="--rate"):
+            options_from(rate=wrong)
 
 
 def test_worlds_differ_by_seed_only() -> None:
