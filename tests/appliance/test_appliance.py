@@ -181,7 +181,12 @@ def test_sockets_listen_and_start_services_on_first_connection(
             # the service; the service answered it (503 while still starting).
             assert code in (200, 503), (name, code, body)
             assert json.loads(body)["unit"] == name
-            assert appliance.active(f"wabscan-{name}.service")
+            # The connection started it; it may answer (503, "starting") a
+            # moment before its READY=1 makes it active.
+            service = f"wabscan-{name}.service"
+            appliance.wait_for(
+                f"{service} active", lambda s=service: appliance.active(s), 60
+            )
     finally:
         appliance.systemctl("start", *services)
     appliance.wait_healthy()
