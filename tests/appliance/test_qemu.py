@@ -30,6 +30,7 @@ import pytest
 
 from tests.appliance import conftest
 from tests.appliance.conftest import CANNOT_BUILD, REPO, UNITS
+from tests.test_units import parse_unit, size, value
 
 SCRIPT = REPO / "scripts" / "appliance-qemu"
 MARK = "appliance_qemu"
@@ -274,11 +275,8 @@ def _record_timings(path: Path, answers: dict[str, Answer]) -> None:
 
 def unit_setting(unit: str, key: str) -> int:
     """A memory setting of units/ in bytes, as systemd parses it."""
-    text = (REPO / "units" / unit).read_text()
-    match = re.search(rf"^{key}=(\d+)([KMG]?)$", text, re.MULTILINE)
-    assert match, f"no {key}= in units/{unit}"
-    number, suffix = match.groups()
-    return int(number) * 1024 ** " KMG".index(suffix or " ")
+    section = "Slice" if unit.endswith(".slice") else "Service"
+    return size(value(parse_unit(REPO / "units" / unit), section, key))
 
 
 def check(answers: dict[str, Answer], name: str) -> Answer:
